@@ -1,0 +1,93 @@
+# mmdet's own Mask2Former, shrunken for a CPU run on the synthetic shapes dataset
+# (tools/dataset_converters/make_shapes_dataset.py): ResNet-18 from scratch, 64 channels, 1 encoder and
+# 2 decoder layers, 20 queries, 128x128 images. Used by the foundation's main job and as the baseline of
+# the learning benchmark.
+_base_ = 'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco.py'
+
+custom_imports = dict(imports=['mmdet_maskdino'], allow_failed_imports=False)
+runner_type = 'mmdet.CheckedRunner'  # validates types, data root and annotation files before building
+
+num_things_classes = 4
+image_size = (128, 128)
+model = dict(
+    data_preprocessor=dict(batch_augments=[
+        dict(type='BatchFixedSizePad', size=image_size, img_pad_value=0, pad_mask=True,
+             mask_pad_value=0, pad_seg=False)
+    ]),
+    backbone=dict(depth=18, init_cfg=None),  # no pretrained weights offline
+    panoptic_head=dict(
+        in_channels=[64, 128, 256, 512],
+        feat_channels=64,
+        out_channels=64,
+        num_queries=20,
+        num_things_classes=num_things_classes,
+        num_stuff_classes=0,
+        pixel_decoder=dict(
+            encoder=dict(
+                num_layers=1,
+                layer_cfg=dict(
+                    self_attn_cfg=dict(embed_dims=64),
+                    ffn_cfg=dict(embed_dims=64, feedforward_channels=128))),
+            positional_encoding=dict(num_feats=32)),
+        positional_encoding=dict(num_feats=32),
+        transformer_decoder=dict(
+            num_layers=2,
+            layer_cfg=dict(
+                self_attn_cfg=dict(embed_dims=64),
+                cross_attn_cfg=dict(embed_dims=64),
+                ffn_cfg=dict(embed_dims=64, feedforward_channels=128))),
+        loss_cls=dict(class_weight=[1.0] * num_things_classes + [0.1])),
+    panoptic_fusion_head=dict(num_things_classes=num_things_classes, num_stuff_classes=0),
+    train_cfg=dict(num_points=1024),
+    test_cfg=dict(max_per_image=20))
+
+# ---- synthetic shapes dataset (COCO instance format) ----
+data_root = 'data/shapes/'
+metainfo = dict(classes=('circle', 'square', 'triangle', 'cross'))
+train_pipeline = [
+    dict(type='LoadImageFromFile', to_float32=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-5, 1e-5), by_mask=True),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', to_float32=True),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=2,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        filter_cfg=dict(filter_empty_gt=False),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    num_workers=2,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+
+# ---- schedule: a few minutes on a laptop CPU ----
+optim_wrapper = dict(optimizer=dict(lr=2e-4), clip_grad=dict(max_norm=0.1))
+max_iters = 60
+param_scheduler = dict(
+    type='MultiStepLR', begin=0, end=max_iters, by_epoch=False, milestones=[50], gamma=0.1)
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters, dynamic_intervals=None)
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+log_processor = dict(window_size=10)

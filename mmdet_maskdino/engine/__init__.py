@@ -1,0 +1,3 @@
+from .runner import CheckedRunner
+
+__all__ = ['CheckedRunner']

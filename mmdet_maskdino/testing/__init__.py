@@ -1,0 +1,3 @@
+from .helpers import REPO_ROOT, get_repo_config, make_shapes_data, shrink_for_cpu
+
+__all__ = ['REPO_ROOT', 'get_repo_config', 'make_shapes_data', 'shrink_for_cpu']

@@ -1,0 +1,59 @@
+"""Helpers for tests: configs from this repository and small models/data for the CPU.
+
+``mmdet.testing.get_detector_cfg`` only looks inside mmdet's own source tree; these helpers load the
+plugin's configs from ``configs/`` of this repository and shrink them to run in seconds on a CPU.
+"""
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config
+
+from ..datasets import ShapesSpec, dataset_is_current, generate_shapes_dataset
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def get_repo_config(relpath: str) -> Config:
+    """Load ``configs/<relpath>`` of this repository (``mmdet::`` bases resolved).
+
+    Args:
+        relpath (str): Path relative to the repository's ``configs/`` folder.
+    """
+    path = osp.join(REPO_ROOT, 'configs', relpath)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'no config {path}')
+    return Config.fromfile(path)
+
+
+def make_shapes_data(root: str, spec: Optional[ShapesSpec] = None) -> str:
+    """Generate (once) the synthetic shapes dataset under ``root`` and return ``root``."""
+    spec = spec or ShapesSpec(num_train=8, num_val=4, img_size=(64, 64), max_objects=3)
+    if not dataset_is_current(root, spec):
+        generate_shapes_dataset(root, spec)
+    return root
+
+
+def shrink_for_cpu(cfg: Config, data_root: str, work_dir: str, max_iters: int = 2,
+                   batch_size: int = 2) -> Config:
+    """Point a training config at ``data_root``, make it iteration-based and tiny, return it.
+
+    The model itself is left as the config defines it (the demo configs are already small); this sets
+    the loop length, batch size, worker count, logging/checkpoint intervals and evaluator paths.
+    """
+    cfg.work_dir = work_dir
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].num_workers = 0
+        cfg[loader].persistent_workers = False
+        cfg[loader].batch_size = batch_size if loader == 'train_dataloader' else 1
+        cfg[loader].dataset.data_root = data_root
+    for evaluator in ('val_evaluator', 'test_evaluator'):
+        metrics = cfg[evaluator]
+        for metric in metrics if isinstance(metrics, list) else [metrics]:
+            if 'ann_file' in metric:
+                metric.ann_file = osp.join(data_root, 'annotations', osp.basename(metric.ann_file))
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1, by_epoch=False)
+    cfg.param_scheduler = []
+    cfg.log_processor = dict(type='LogProcessor', window_size=1, by_epoch=False)
+    return cfg

@@ -1,0 +1,4 @@
+from .checkpoint_compat import mmengine_safe_globals, register_mmengine_safe_globals
+from .config_check import ConfigError, check_config
+
+__all__ = ['register_mmengine_safe_globals', 'mmengine_safe_globals', 'check_config', 'ConfigError']
