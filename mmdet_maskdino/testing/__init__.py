@@ -1,3 +1,5 @@
-from .helpers import REPO_ROOT, get_repo_config, make_shapes_data, shrink_for_cpu
+from .helpers import (REPO_ROOT, get_repo_config, make_shapes_data, mmdet_tool, run_tool,
+                      shrink_for_cpu)
 
-__all__ = ['REPO_ROOT', 'get_repo_config', 'make_shapes_data', 'shrink_for_cpu']
+__all__ = ['REPO_ROOT', 'get_repo_config', 'make_shapes_data', 'shrink_for_cpu', 'run_tool',
+           'mmdet_tool']

@@ -3,8 +3,11 @@
 ``mmdet.testing.get_detector_cfg`` only looks inside mmdet's own source tree; these helpers load the
 plugin's configs from ``configs/`` of this repository and shrink them to run in seconds on a CPU.
 """
+import os
 import os.path as osp
-from typing import Optional
+import subprocess
+import sys
+from typing import List, Optional
 
 from mmengine.config import Config
 
@@ -57,3 +60,19 @@ def shrink_for_cpu(cfg: Config, data_root: str, work_dir: str, max_iters: int = 
     cfg.param_scheduler = []
     cfg.log_processor = dict(type='LogProcessor', window_size=1, by_epoch=False)
     return cfg
+
+
+def run_tool(args: List[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python <args>`` from the repository root; return the completed process (text output)."""
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def mmdet_tool(name: str) -> str:
+    """Path of MMDetection's packaged tool ``name`` (what ``mim train mmdet`` / ``mim test`` run)."""
+    import mmdet
+    path = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', name)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'mmdet does not ship {path}')
+    return path

@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 
 
 def _get(cfg: Any, dotted: str) -> Any:
-    node = cfg
+    node = cfg._cfg_dict if isinstance(cfg, Config) else cfg
     for key in dotted.split('.'):
         if not isinstance(node, dict) or key not in node:
             return None
@@ -42,17 +42,24 @@ def _get(cfg: Any, dotted: str) -> Any:
     return node
 
 
-def _iter_types(node: Any, path: str) -> Iterator[Tuple[str, str]]:
-    """Yield ``(dotted_path, type_name)`` for every string ``type`` under ``node``."""
+#: keys whose ``type`` is not a registry name (mmcv's nms op names) or lives in another registry.
+_UNCHECKED_KEYS = ('nms', )
+_KEY_REGISTRIES = {'init_cfg': ('WEIGHT_INITIALIZERS', )}
+
+
+def _iter_types(node: Any, path: str,
+                registries: Tuple[str, ...]) -> Iterator[Tuple[str, str, Tuple[str, ...]]]:
+    """Yield ``(dotted_path, type_name, registry_names)`` for every string ``type`` under ``node``."""
     if isinstance(node, dict):
         if isinstance(node.get('type'), str):
-            yield path, node['type']
+            yield path, node['type'], registries
         for key, value in node.items():
-            if key != 'type':
-                yield from _iter_types(value, f'{path}.{key}')
+            if key != 'type' and key not in _UNCHECKED_KEYS:
+                yield from _iter_types(value, f'{path}.{key}',
+                                       _KEY_REGISTRIES.get(key, registries))
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
-            yield from _iter_types(value, f'{path}[{i}]')
+            yield from _iter_types(value, f'{path}[{i}]', registries)
 
 
 def _lookup(registries: List[Registry], name: str) -> bool:
@@ -61,9 +68,9 @@ def _lookup(registries: List[Registry], name: str) -> bool:
 
 def _check_types(cfg: Config, where: str) -> List[str]:
     errors = []
-    for section, names in _SECTIONS.items():
-        registries = [getattr(mmdet_registry, n) for n in names]
-        for path, name in _iter_types(_get(cfg, section), section):
+    for section, section_names in _SECTIONS.items():
+        for path, name, names in _iter_types(_get(cfg, section), section, section_names):
+            registries = [getattr(mmdet_registry, n) for n in names]
             if _lookup(registries, name):
                 continue
             known = sorted({k for reg in registries for k in reg.module_dict})

@@ -1,0 +1,48 @@
+"""Plugin configs train and test through our tools and through mmdet's packaged tools (mim's)."""
+import glob
+import json
+import os.path as osp
+import re
+
+import pytest
+
+from mmdet_maskdino.testing import mmdet_tool, run_tool
+
+DEMO = 'configs/demo/mask2former_r18_shapes.py'
+
+
+def _data_options(root: str):
+    ann = osp.join(root, 'annotations/instances_val.json')
+    return [f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
+            f'test_dataloader.dataset.data_root={root}', f'val_evaluator.ann_file={ann}',
+            f'test_evaluator.ann_file={ann}', 'train_dataloader.num_workers=0',
+            'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False', 'val_dataloader.persistent_workers=False',
+            'test_dataloader.persistent_workers=False']
+
+
+@pytest.mark.parametrize('which', ['ours', 'mmdet'])
+def test_train_two_iters_then_test(shapes_root, tmp_path, which):
+    train_py = 'tools/train.py' if which == 'ours' else mmdet_tool('train.py')
+    test_py = 'tools/test.py' if which == 'ours' else mmdet_tool('test.py')
+    work_dir = str(tmp_path / 'work')
+    options = _data_options(shapes_root)
+    proc = run_tool([train_py, DEMO, '--work-dir', work_dir, '--cfg-options',
+                     'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+                     'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1', *options])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert re.search(r'Iter\(train\) \[2/2\].*loss: \d', log), log[-2000:]
+    assert 'coco/segm_mAP' in log
+    ckpt = osp.join(work_dir, 'iter_2.pth')
+    assert osp.isfile(ckpt)
+
+    proc = run_tool([test_py, DEMO, ckpt, '--work-dir', str(tmp_path / 'test'), '--cfg-options',
+                     *options])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scalars = glob.glob(str(tmp_path / 'test' / '*' / '*.json'))
+    assert scalars, 'the test run writes its metrics json'
+    with open(scalars[0]) as f:
+        metrics = json.load(f)
+    for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
+        assert 0.0 <= metrics[key] <= 1.0
