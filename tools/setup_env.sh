@@ -49,6 +49,10 @@ if ! "$py" -c "import torch" 2>/dev/null; then
   pip install -q "$torch_spec" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
 
+# mmengine (pure Python) and mmcv's runtime requirements first: `import mmcv.ops` needs them, and mmcv
+# itself is installed with --no-deps so that pip can never swap the torch build underneath it.
+pip install -q "mmengine>=0.10,<1" addict numpy packaging Pillow pyyaml yapf opencv-python
+
 if ! "$py" -c "from mmcv.ops import MultiScaleDeformableAttention" 2>/dev/null; then
   pip uninstall -q -y mmcv mmcv-lite 2>/dev/null || true
   installed=0
@@ -58,6 +62,7 @@ if ! "$py" -c "from mmcv.ops import MultiScaleDeformableAttention" 2>/dev/null; 
        && "$py" -c "from mmcv.ops import MultiScaleDeformableAttention" 2>/dev/null; then
       installed=1
     else
+      "$py" -c "from mmcv.ops import MultiScaleDeformableAttention" 2>&1 | tail -n 3 >&2 || true
       log "the prebuilt wheel does not load with this torch; building from source instead"
       pip uninstall -q -y mmcv 2>/dev/null || true
     fi
@@ -67,14 +72,12 @@ if ! "$py" -c "from mmcv.ops import MultiScaleDeformableAttention" 2>/dev/null; 
     MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
       pip install -q --no-build-isolation --no-binary mmcv "mmcv==2.1.0" --no-deps
   fi
-  # mmcv's own runtime requirements (installed with --no-deps above so pip cannot swap torch).
-  pip install -q addict "numpy" packaging Pillow pyyaml yapf "opencv-python"
   "$py" -c "from mmcv.ops import MultiScaleDeformableAttention" \
     || { log "mmcv ops failed to import"; exit 1; }
 fi
 
-log "installing mmengine, mmdet 3.3.0, panopticapi and this package"
-pip install -q "mmengine>=0.10,<1" "mmdet==3.3.0"
+log "installing mmdet 3.3.0, panopticapi, openmim and this package"
+pip install -q "mmdet==3.3.0"
 # panopticapi-lite pins numpy<2 but works with numpy 2: install without its pins.
 pip install -q --no-deps panopticapi-lite
 # openmim (for `mim train`) depends on opendatalab -> openxlab, which pins setuptools~=60 and old requests;
