@@ -1,0 +1,3 @@
+from .maskdino_head import MaskDINOHead
+
+__all__ = ['MaskDINOHead']

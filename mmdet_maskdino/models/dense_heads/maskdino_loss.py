@@ -1,0 +1,198 @@
+"""Losses of Mask DINO: hybrid matching, then focal / L1 / GIoU / point-sampled mask losses."""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmcv.ops import point_sample
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmdet.models.utils import get_uncertain_point_coords_with_randomness
+from mmdet.registry import MODELS, TASK_UTILS
+from mmdet.structures import SampleList
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
+from mmdet.utils import ConfigType, reduce_mean
+from ..layers import DnQueries
+
+DEFAULT_ASSIGNER = dict(
+    type='HungarianAssigner',
+    match_costs=[
+        dict(type='FocalLossCost', weight=4.0, alpha=0.25, gamma=2.0),
+        dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+        dict(type='IoUCost', iou_mode='giou', weight=2.0),
+        dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
+        dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0),
+    ])
+
+
+class _Targets:
+    """Ground truth of one image in the padded-batch frame.
+
+    Attributes:
+        labels (Tensor): (n,) long.
+        boxes (Tensor): (n, 4) absolute xyxy in pixels of the padded batch.
+        masks (Tensor): (n, H_pad, W_pad) float {0, 1}.
+        pad_shape (tuple): ``(H_pad, W_pad)``.
+    """
+
+    def __init__(self, labels: Tensor, boxes: Tensor, masks: Tensor, pad_shape: Tuple[int, int]):
+        self.labels, self.boxes, self.masks, self.pad_shape = labels, boxes, masks, pad_shape
+
+    def __len__(self) -> int:
+        return self.labels.numel()
+
+    @property
+    def norm_cxcywh(self) -> Tensor:
+        h, w = self.pad_shape
+        return bbox_xyxy_to_cxcywh(self.boxes / self.boxes.new_tensor([w, h, w, h]))
+
+
+class MaskDINOLossMixin:
+    """The training half of :class:`MaskDINOHead` (kept apart so the head file reads as the model)."""
+
+    def _init_losses(self, loss_cls: ConfigType, loss_bbox: ConfigType, loss_iou: ConfigType,
+                     loss_mask: ConfigType, loss_dice: ConfigType, train_cfg: dict) -> None:
+        self.loss_cls = MODELS.build(loss_cls)
+        self.loss_bbox = MODELS.build(loss_bbox)
+        self.loss_iou = MODELS.build(loss_iou)
+        self.loss_mask = MODELS.build(loss_mask)
+        self.loss_dice = MODELS.build(loss_dice)
+        self.assigner = TASK_UTILS.build(train_cfg.get('assigner', DEFAULT_ASSIGNER))
+        self.num_points = train_cfg.get('num_points', 12544)
+        self.oversample_ratio = train_cfg.get('oversample_ratio', 3.0)
+        self.importance_sample_ratio = train_cfg.get('importance_sample_ratio', 0.75)
+
+    # ---------------------------------------------------------------- targets
+    def get_targets(self, batch_data_samples: SampleList) -> List[_Targets]:
+        """GT labels, boxes and masks of every image, in the padded-batch frame."""
+        targets = []
+        for sample in batch_data_samples:
+            gt = sample.gt_instances
+            pad_shape = tuple(sample.metainfo['batch_input_shape'])
+            device = gt.labels.device
+            if len(gt) > 0:
+                masks = gt.masks.to_tensor(torch.float32, device)
+                if masks.shape[-2:] != pad_shape:  # pad masks to the batch size
+                    padded = masks.new_zeros((len(gt), *pad_shape))
+                    h, w = min(masks.shape[-2], pad_shape[0]), min(masks.shape[-1], pad_shape[1])
+                    padded[:, :h, :w] = masks[:, :h, :w]
+                    masks = padded
+            else:
+                masks = torch.zeros((0, *pad_shape), device=device)
+            targets.append(_Targets(gt.labels.long(), gt.bboxes.float(), masks, pad_shape))
+        return targets
+
+    # ---------------------------------------------------------------- matching
+    @torch.no_grad()
+    def match(self, logits: Tensor, boxes: Tensor, masks: Tensor, target: _Targets) -> Tensor:
+        """Hybrid Hungarian matching of one image (fp32).
+
+        Args:
+            logits (Tensor): (nq, C) class logits.
+            boxes (Tensor): (nq, 4) sigmoided normalised cxcywh (padded frame).
+            masks (Tensor): (nq, h, w) mask logits.
+            target (_Targets): The image's GT.
+
+        Returns:
+            Tensor: (2, num_matched) long: query indices and GT indices.
+        """
+        if len(target) == 0:
+            return logits.new_zeros((2, 0), dtype=torch.long)
+        h, w = target.pad_shape
+        points = torch.rand((1, self.num_points, 2), device=logits.device)
+        pred_points = point_sample(masks[:, None].float(),
+                                   points.expand(masks.size(0), -1, -1)).squeeze(1)
+        gt_points = point_sample(target.masks[:, None],
+                                 points.expand(len(target), -1, -1)).squeeze(1)
+        scale = boxes.new_tensor([w, h, w, h])
+        pred = InstanceData(scores=logits.float(), masks=pred_points,
+                            bboxes=bbox_cxcywh_to_xyxy(boxes.float()) * scale)
+        gt = InstanceData(labels=target.labels, bboxes=target.boxes, masks=gt_points)
+        result = self.assigner.assign(pred, gt, img_meta=dict(img_shape=(h, w)))
+        query = torch.nonzero(result.gt_inds > 0, as_tuple=False).squeeze(1)
+        return torch.stack([query, result.gt_inds[query] - 1])
+
+    # ---------------------------------------------------------------- losses
+    def loss(self, x: Sequence[Tensor], batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """Forward with denoising queries and return every loss (final, aux, interm, DN)."""
+        targets = self.get_targets(batch_data_samples)
+        dn = self.dn_generator(self._dn_samples(batch_data_samples)) \
+            if self.dn_generator is not None else None
+        out = self(x, dn)
+        num_gt = sum(len(t) for t in targets)
+        num_gt = max(reduce_mean(out['pred_logits'].new_tensor(float(num_gt))).item(), 1.0)
+
+        losses = {}
+        sets = [('', out)] + [(f'd{i}.', aux) for i, aux in enumerate(out['aux_outputs'])] + \
+            [('interm.', out['interm_outputs'])]
+        for prefix, pred in sets:
+            indices = [self.match(pred['pred_logits'][b], pred['pred_boxes'][b],
+                                  pred['pred_masks'][b], t) for b, t in enumerate(targets)]
+            for k, v in self.loss_single(pred, targets, indices, num_gt).items():
+                losses[prefix + k] = v
+        if dn is not None:
+            indices = dn.positive_indices([len(t) for t in targets])
+            num_dn_gt = num_gt * dn.num_groups
+            dn_sets = out['dn_outputs']
+            for i, pred in enumerate(dn_sets):
+                prefix = 'dn.' if i == len(dn_sets) - 1 else f'dn.d{i}.'
+                for k, v in self.loss_single(pred, targets, indices, num_dn_gt).items():
+                    losses[prefix + k] = v
+        return losses
+
+    def _dn_samples(self, batch_data_samples: SampleList) -> SampleList:
+        """Samples whose ``img_shape`` is the padded batch shape (the frame of every box here)."""
+        from mmdet.structures import DetDataSample
+        out = []
+        for sample in batch_data_samples:
+            new = DetDataSample(metainfo=dict(img_shape=sample.metainfo['batch_input_shape']))
+            new.gt_instances = sample.gt_instances
+            out.append(new)
+        return out
+
+    def loss_single(self, pred: Dict[str, Optional[Tensor]], targets: List[_Targets],
+                    indices: List[Tensor], num_gt: float) -> Dict[str, Tensor]:
+        """Losses of one prediction set given the matching ``indices`` (query, gt) per image."""
+        logits, boxes, masks = pred['pred_logits'], pred['pred_boxes'], pred['pred_masks']
+        bs, nq, num_classes = logits.shape
+        labels = logits.new_full((bs, nq), num_classes, dtype=torch.long)
+        for b, (idx, t) in enumerate(zip(indices, targets)):
+            labels[b, idx[0]] = t.labels[idx[1]]
+        loss_cls = self.loss_cls(logits.reshape(-1, num_classes).float(), labels.reshape(-1),
+                                 avg_factor=num_gt)
+
+        batch_idx = torch.cat([torch.full_like(idx[0], b) for b, idx in enumerate(indices)])
+        query_idx = torch.cat([idx[0] for idx in indices])
+        if query_idx.numel() == 0:  # no GT in the batch: exact zeros that keep the graph
+            zero = boxes.sum() * 0 + (masks.sum() * 0 if masks is not None else 0)
+            return dict(loss_cls=loss_cls, loss_bbox=zero, loss_iou=zero, loss_mask=zero,
+                        loss_dice=zero)
+        gt_boxes = torch.cat([t.norm_cxcywh[idx[1]] for idx, t in zip(indices, targets)])
+        src_boxes = boxes[batch_idx, query_idx].float()
+        loss_bbox = self.loss_bbox(src_boxes, gt_boxes, avg_factor=num_gt)
+        loss_iou = self.loss_iou(bbox_cxcywh_to_xyxy(src_boxes), bbox_cxcywh_to_xyxy(gt_boxes),
+                                 avg_factor=num_gt)
+        gt_masks = torch.cat([t.masks[idx[1]] for idx, t in zip(indices, targets)])
+        loss_mask, loss_dice = self.mask_losses(masks[batch_idx, query_idx].float(), gt_masks,
+                                                num_gt)
+        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_iou=loss_iou,
+                    loss_mask=loss_mask, loss_dice=loss_dice)
+
+    def mask_losses(self, pred_masks: Tensor, gt_masks: Tensor,
+                    num_gt: float) -> Tuple[Tensor, Tensor]:
+        """Point-sampled BCE and dice with importance sampling (PointRend / Mask2Former).
+
+        Args:
+            pred_masks (Tensor): (n, h, w) matched mask logits (1/4 of the padded batch).
+            gt_masks (Tensor): (n, H_pad, W_pad) their GT masks.
+            num_gt (float): Normaliser.
+        """
+        with torch.no_grad():
+            points = get_uncertain_point_coords_with_randomness(
+                pred_masks[:, None], None, self.num_points, self.oversample_ratio,
+                self.importance_sample_ratio)
+            gt_points = point_sample(gt_masks[:, None], points).squeeze(1)
+        pred_points = point_sample(pred_masks[:, None], points).squeeze(1)
+        loss_dice = self.loss_dice(pred_points, gt_points, avg_factor=num_gt)
+        loss_mask = self.loss_mask(pred_points.reshape(-1), gt_points.reshape(-1),
+                                   avg_factor=num_gt * self.num_points)
+        return loss_mask, loss_dice
