@@ -1,0 +1,3 @@
+from .maskdino import MaskDINO
+
+__all__ = ['MaskDINO']

@@ -1,0 +1,41 @@
+"""The Mask DINO detector."""
+from typing import Dict, Tuple
+
+from torch import Tensor
+
+from mmdet.models.detectors import MaskFormer
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+
+
+@MODELS.register_module()
+class MaskDINO(MaskFormer):
+    """Mask DINO (Li et al., CVPR 2023): DINO + a mask branch, one model for boxes and masks.
+
+    Design: MMDetection's :class:`MaskFormer` shell (backbone -> ``panoptic_head`` ->
+    ``panoptic_fusion_head``) rather than :class:`DINO`'s ``pre_transformer -> forward_encoder ->
+    pre_decoder -> forward_decoder`` hooks, because in Mask DINO the encoder is also the pixel decoder
+    whose 1/8 output feeds the mask branch, and query selection needs the mask features (interm masks,
+    mask-enhanced boxes): the whole transformer lives in :class:`MaskDINOHead`, as upstream's
+    ``sem_seg_head``, which also keeps checkpoint conversion one-to-one. The detector only routes.
+
+    ``mode='loss'`` returns the head's losses, ``mode='predict'`` data samples with
+    ``pred_instances`` (``bboxes`` xyxy at the original size, ``labels``, ``scores``, ``masks``),
+    ``mode='tensor'`` the raw ``(pred_logits, pred_boxes, pred_masks)`` of the last layer.
+    """
+
+    def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        return self.panoptic_head.loss(self.extract_feat(batch_inputs), batch_data_samples)
+
+    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        feats = self.extract_feat(batch_inputs)
+        cls, masks, boxes = self.panoptic_head.predict(feats, batch_data_samples)
+        results = self.panoptic_fusion_head.predict(cls, masks, boxes, batch_data_samples,
+                                                    rescale=rescale)
+        return self.add_pred_to_datasample(batch_data_samples, results)
+
+    def _forward(self, batch_inputs: Tensor,
+                 batch_data_samples: SampleList = None) -> Tuple[Tensor, Tensor, Tensor]:
+        out = self.panoptic_head(self.extract_feat(batch_inputs))
+        return out['pred_logits'], out['pred_boxes'], out['pred_masks']
