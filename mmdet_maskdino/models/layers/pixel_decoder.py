@@ -9,9 +9,9 @@ from mmengine.model import BaseModule, caffe2_xavier_init, normal_init, xavier_i
 from torch import Tensor, nn
 
 from mmdet.models.layers import SinePositionalEncoding
-from mmdet.models.layers.transformer import DeformableDetrTransformerEncoder
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptMultiConfig
+from .fp32_deform_attn import MaskDINOTransformerEncoder
 
 
 class LevelOrder(str, Enum):
@@ -38,7 +38,8 @@ class MaskDINOPixelDecoder(BaseModule):
         num_extra_levels (int): Extra coarser levels made by 3x3 stride-2 conv + GN from C5 (1 in the
             released default model: the 1/64 level; 0 for ``_3s``).
         level_order (str): ``'low2high'`` or ``'high2low'``, see :class:`LevelOrder`.
-        encoder (dict): Config of :class:`DeformableDetrTransformerEncoder`.
+        encoder (dict): Config of :class:`MaskDINOTransformerEncoder` (Deformable DETR's, with
+            fp32 deformable attention).
         positional_encoding (dict): Config of :class:`SinePositionalEncoding`.
         norm_cfg (dict): Norm of the projections and the segmentation branch (GN, 32 groups).
     """
@@ -72,7 +73,7 @@ class MaskDINOPixelDecoder(BaseModule):
             self.input_projs = nn.ModuleList(extra[::-1] + projections[::-1])
         self.level_embed = nn.Parameter(torch.zeros(self.num_levels, embed_dims))
         self.positional_encoding = SinePositionalEncoding(**positional_encoding)
-        self.encoder = DeformableDetrTransformerEncoder(**encoder)
+        self.encoder = MaskDINOTransformerEncoder(**encoder)
         # segmentation branch: lateral(C2) + up(encoder 1/8) -> 3x3 conv -> 1x1 conv
         self.lateral_conv = ConvModule(in_channels[0], embed_dims, 1, bias=False, norm_cfg=norm_cfg,
                                        act_cfg=None)

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from mmdet.models.layers.transformer import DinoTransformerDecoder
 from mmdet.models.layers.transformer.utils import coordinate_to_encoding, inverse_sigmoid
+from .fp32_deform_attn import Fp32MultiScaleDeformableAttention
 
 
 class MaskDINOTransformerDecoder(DinoTransformerDecoder):
@@ -25,6 +26,11 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
         self.ref_eps = ref_eps
         kwargs.setdefault('post_norm_cfg', None)  # the final LayerNorm is ``self.norm``
         super().__init__(**kwargs)
+
+    def _init_layers(self) -> None:
+        super()._init_layers()
+        for layer in self.layers:  # deformable cross-attention in fp32 under AMP
+            layer.cross_attn = Fp32MultiScaleDeformableAttention(**layer.cross_attn_cfg)
 
     def forward(self, query: Tensor, value: Tensor, key_padding_mask: Optional[Tensor],
                 self_attn_mask: Optional[Tensor], reference_points: Tensor, spatial_shapes: Tensor,

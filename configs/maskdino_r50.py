@@ -1,0 +1,3 @@
+# Entry point: Mask DINO R50 COCO instance segmentation (upstream's released default model).
+#   mim train mmdet configs/maskdino_r50.py --cfg-options train_dataloader.dataset.data_root=...
+_base_ = './maskdino/maskdino_r50_8xb2-lsj-50e_coco.py'
