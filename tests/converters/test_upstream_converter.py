@@ -1,0 +1,103 @@
+"""Converting upstream checkpoints: full-size key lists load strictly; bad inputs fail clearly."""
+import os.path as osp
+import re
+
+import pytest
+import torch
+from mmengine.registry import init_default_scope
+
+from mmdet.registry import MODELS
+from mmdet_maskdino.converters import (ConversionError, convert_upstream_state_dict,
+                                       describe_upstream, load_converted)
+from mmdet_maskdino.testing import REPO_ROOT, get_repo_config
+
+FIXTURES = osp.join(REPO_ROOT, '..', 'shared', 'fixtures')
+needs_fixtures = pytest.mark.skipif(not osp.isdir(FIXTURES),
+                                    reason=f'{FIXTURES} not present (needs ../shared)')
+BOX_ALIAS = re.compile(r'sem_seg_head\.predictor\.(_bbox_embed|bbox_embed\.\d+|'
+                       r'decoder\.bbox_embed\.\d+)\.(.+)$')
+NORM_ALIAS = re.compile(r'sem_seg_head\.predictor\.(decoder_norm|decoder\.norm)\.(.+)$')
+
+
+def random_upstream(keys_file: str) -> dict:
+    """A random state dict with exactly the listed keys and shapes, aliased tensors tied."""
+    gen = torch.Generator().manual_seed(0)
+    sd, shared = {}, {}
+    with open(osp.join(FIXTURES, keys_file)) as f:
+        for line in f:
+            key, shape = line.rstrip('\n').split('\t')
+            shape = tuple(int(s) for s in re.findall(r'\d+', shape))
+            m = BOX_ALIAS.match(key) or NORM_ALIAS.match(key)
+            group = None if m is None else ('box' if BOX_ALIAS.match(key) else 'norm', m[2])
+            if group in shared:
+                sd[key] = shared[group]
+                continue
+            sd[key] = torch.randn(shape, generator=gen)
+            if group is not None:
+                shared[group] = sd[key]
+    return sd
+
+
+def _model(config: str, **head):
+    init_default_scope('mmdet')
+    cfg = get_repo_config(config)
+    cfg.model.panoptic_head.update(head)
+    if 'num_stuff_classes' in head:
+        cfg.model.panoptic_fusion_head.num_stuff_classes = head['num_stuff_classes']
+    return MODELS.build(cfg.model)
+
+
+@needs_fixtures
+@pytest.mark.parametrize('keys_file,config,head,expected', [
+    ('r50_instance_3s_dowsample1_2048_state_dict_keys.txt', 'maskdino_r50.py', {},
+     (4, 1, 'low2high', 80)),
+    ('r50_state_dict_keys.txt', 'maskdino/maskdino_r50-3s_8xb2-lsj-50e_coco.py', {},
+     (3, 0, 'high2low', 80)),
+    ('r50_panoptic_state_dict_keys.txt', 'maskdino_r50.py',
+     dict(num_stuff_classes=53, box_init='no'), (4, 1, 'low2high', 133)),
+])
+def test_full_size_key_lists_convert_and_load_strictly(keys_file, config, head, expected):
+    sd = random_upstream(keys_file)
+    info = describe_upstream(sd)
+    assert (info['num_levels'], info['num_extra_levels'], info['level_order'],
+            info['num_classes']) == expected
+    assert info['num_decoder_layers'] == 9 and info['num_encoder_layers'] == 6
+    converted = convert_upstream_state_dict(sd)
+    model = _model(config, **head)
+    load_converted(model, converted)
+    state = model.state_dict()
+    # spot-check values landed where they belong
+    assert torch.equal(state['panoptic_head.cls_branch.weight'],
+                       sd['sem_seg_head.predictor.class_embed.weight'])
+    assert torch.equal(state['panoptic_head.reg_branch.layers.2.bias'],
+                       sd['sem_seg_head.predictor._bbox_embed.layers.2.bias'])
+    assert torch.equal(state['panoptic_head.decoder.layers.3.norms.0.weight'],
+                       sd['sem_seg_head.predictor.decoder.layers.3.norm2.weight'])
+    assert torch.equal(state['backbone.layer3.5.bn3.running_var'],
+                       sd['backbone.res4.5.conv3.norm.running_var'])
+    assert torch.equal(state['backbone.layer1.0.downsample.0.weight'],
+                       sd['backbone.res2.0.shortcut.weight'])
+
+
+@needs_fixtures
+def test_level_count_mismatch_is_reported():
+    sd = random_upstream('r50_state_dict_keys.txt')  # 3 levels
+    with pytest.raises(ConversionError, match='missing .*input_projs.3'):
+        load_converted(_model('maskdino_r50.py'), convert_upstream_state_dict(sd))
+
+
+@needs_fixtures
+def test_untied_alias_and_unknown_keys_are_listed():
+    sd = random_upstream('r50_state_dict_keys.txt')
+    sd['sem_seg_head.predictor.bbox_embed.4.layers.0.bias'] = torch.zeros(256)
+    sd['sem_seg_head.predictor.mystery.weight'] = torch.zeros(1)
+    with pytest.raises(ConversionError) as info:
+        convert_upstream_state_dict(sd)
+    msg = str(info.value)
+    assert 'bbox_embed.4.layers.0.bias differs' in msg
+    assert 'sem_seg_head.predictor.mystery.weight' in msg
+
+
+def test_not_a_maskdino_checkpoint():
+    with pytest.raises(ConversionError, match='not an upstream Mask DINO checkpoint'):
+        describe_upstream({'conv.weight': torch.zeros(1)})
