@@ -76,3 +76,59 @@ def mmdet_tool(name: str) -> str:
     if not osp.isfile(path):
         raise FileNotFoundError(f'mmdet does not ship {path}')
     return path
+
+
+def build_small_maskdino(num_classes: int = 4, num_queries: int = 10, decoder_layers: int = 2,
+                         **head_overrides):
+    """A small Mask DINO (the CPU demo config, smaller still) with initialised weights."""
+    from mmengine.registry import init_default_scope
+
+    from mmdet.registry import MODELS
+    init_default_scope('mmdet')
+    cfg = get_repo_config('demo/maskdino_r18_shapes.py')
+    head = cfg.model.panoptic_head
+    head.num_things_classes = num_classes
+    head.num_queries = num_queries
+    head.transformer_decoder.num_layers = decoder_layers
+    head.update(head_overrides)
+    cfg.model.panoptic_fusion_head.num_things_classes = num_classes
+    cfg.model.train_cfg.num_points = 256
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+def make_det_batch(model, masks_per_image: List[List], labels_per_image: List[List[int]],
+                   image_size=(64, 64), seed: int = 0, training: bool = True) -> dict:
+    """A preprocessed batch with the given GT masks (lists of (H, W) bool arrays) and labels.
+
+    Boxes are the tight boxes of the masks (xyxy, exclusive max); images are random textures with
+    the masks painted brighter, so the GT is learnable.
+    """
+    import numpy as np
+    import torch
+
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+    rng = np.random.default_rng(seed)
+    h, w = image_size
+    inputs, samples = [], []
+    for masks, labels in zip(masks_per_image, labels_per_image):
+        img = rng.uniform(0, 80, size=(3, h, w))
+        boxes = []
+        for m, label in zip(masks, labels):
+            img[:, m] = 150 + 30 * label
+            ys, xs = np.nonzero(m)
+            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else
+                         [0, 0, 0, 0])
+        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                             scale_factor=(1.0, 1.0), pad_shape=(h, w)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.tensor(boxes, dtype=torch.float32).view(-1, 4),
+            labels=torch.tensor(labels, dtype=torch.long),
+            masks=BitmapMasks(np.stack(masks).astype(np.uint8) if masks else
+                              np.zeros((0, h, w), np.uint8), h, w))
+        inputs.append(torch.from_numpy(img.astype(np.uint8)))
+        samples.append(sample)
+    return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), training)

@@ -129,14 +129,30 @@ class MaskDINOLossMixin:
                                   pred['pred_masks'][b], t) for b, t in enumerate(targets)]
             for k, v in self.loss_single(pred, targets, indices, num_gt).items():
                 losses[prefix + k] = v
-        if dn is not None:
-            indices = dn.positive_indices([len(t) for t in targets])
-            num_dn_gt = num_gt * dn.num_groups
-            dn_sets = out['dn_outputs']
-            for i, pred in enumerate(dn_sets):
-                prefix = 'dn.' if i == len(dn_sets) - 1 else f'dn.d{i}.'
-                for k, v in self.loss_single(pred, targets, indices, num_dn_gt).items():
-                    losses[prefix + k] = v
+        if self.dn_generator is not None:
+            losses.update(self.dn_losses(out, dn, targets, num_gt))
+        return losses
+
+    def dn_losses(self, out: dict, dn: Optional[DnQueries], targets: List[_Targets],
+                  num_gt: float) -> Dict[str, Tensor]:
+        """Denoising losses (``dn.*``), normalised by ``num_gt * num_groups``.
+
+        A batch without GT has no DN queries; it still returns every ``dn.*`` key, as exact zeros
+        that touch the label embedding, so all ranks of a DDP job use the same parameters and log
+        the same keys.
+        """
+        num_sets = len(out['aux_outputs']) + 1
+        prefixes = [f'dn.d{i}.' for i in range(num_sets - 1)] + ['dn.']
+        names = ('loss_cls', 'loss_bbox', 'loss_iou', 'loss_mask', 'loss_dice')
+        if dn is None:
+            zero = out['pred_logits'].sum() * 0 + \
+                self.dn_generator.label_embedding.weight.sum() * 0
+            return {p + n: zero for p in prefixes for n in names}
+        indices = dn.positive_indices([len(t) for t in targets])
+        losses = {}
+        for prefix, pred in zip(prefixes, out['dn_outputs']):
+            for k, v in self.loss_single(pred, targets, indices, num_gt * dn.num_groups).items():
+                losses[prefix + k] = v
         return losses
 
     def _dn_samples(self, batch_data_samples: SampleList) -> SampleList:
