@@ -12,6 +12,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmdet_maskdino.utils import init_cpu_distributed
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and evaluate) a detector')
@@ -44,6 +46,7 @@ def main() -> None:
         cfg.test_evaluator = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) \
             else [cfg.test_evaluator]
         cfg.test_evaluator.append(dict(type='DumpDetResults', out_file_path=args.out))
+    init_cpu_distributed(cfg)  # gloo on CPU-only machines (mmengine assumes CUDA)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.test()
 

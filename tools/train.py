@@ -12,6 +12,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmdet_maskdino.utils import init_cpu_distributed
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a detector')
@@ -48,6 +50,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
 
 def main() -> None:
     cfg = build_cfg(parse_args())
+    init_cpu_distributed(cfg)  # gloo on CPU-only machines (mmengine assumes CUDA)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     runner.train()
 
