@@ -18,4 +18,4 @@ export PYTHONWARNINGS=ignore
 ckpt="$(cat "$work_dir/last_checkpoint")"
 "$py" tools/demo/draw_predictions.py "$config" "$ckpt" data/shapes/val/000065.jpg \
   data/shapes/val/000066.jpg --out-dir "$work_dir/vis"
-echo "[run_demo] checkpoint: $ckpt; drawings: $work_dir/vis/vis/"
+echo "[run_demo] checkpoint: $ckpt; drawings (PNG): $work_dir/vis/"

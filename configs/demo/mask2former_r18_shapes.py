@@ -1,6 +1,6 @@
 # mmdet's own Mask2Former, shrunken for a CPU run on the synthetic shapes dataset
 # (tools/dataset_converters/make_shapes_dataset.py): ResNet-18 from scratch, 64 channels, 2 encoder and
-# 3 decoder layers, 30 queries, 128x128 images, batch 4, AdamW 4e-4, 300 iterations: the same budget as
+# 3 decoder layers, 30 queries, 128x128 images, batch 4, AdamW 1e-3, 300 iterations: the same budget as
 # configs/demo/maskdino_r18_shapes.py, so the two are the learning benchmark's pair.
 _base_ = 'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco.py'
 
@@ -82,7 +82,7 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # ---- schedule: a few minutes on a laptop CPU ----
-optim_wrapper = dict(optimizer=dict(lr=4e-4), clip_grad=dict(max_norm=0.1))
+optim_wrapper = dict(optimizer=dict(lr=1e-3), clip_grad=dict(max_norm=0.1))
 max_iters = 300
 param_scheduler = dict(
     type='MultiStepLR', begin=0, end=max_iters, by_epoch=False, milestones=[250], gamma=0.1)

@@ -79,7 +79,7 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # ---- schedule: a few minutes on a laptop CPU (fp32: AMP needs a GPU) ----
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=4e-4), clip_grad=dict(max_norm=0.1))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3), clip_grad=dict(max_norm=0.1))
 max_iters = 300
 param_scheduler = dict(end=max_iters, milestones=[250], _delete_=True, type='MultiStepLR',
                        begin=0, by_epoch=False, gamma=0.1)

@@ -8,7 +8,8 @@ import pytest
 
 from mmdet_maskdino.testing import mmdet_tool, run_tool
 
-DEMO = 'configs/demo/mask2former_r18_shapes.py'
+MASKDINO = 'configs/demo/maskdino_r18_shapes.py'
+MASK2FORMER = 'configs/demo/mask2former_r18_shapes.py'
 
 
 def _data_options(root: str):
@@ -21,13 +22,14 @@ def _data_options(root: str):
             'test_dataloader.persistent_workers=False']
 
 
-@pytest.mark.parametrize('which', ['ours', 'mmdet'])
-def test_train_two_iters_then_test(shapes_root, tmp_path, which):
+@pytest.mark.parametrize('config,which', [(MASKDINO, 'ours'), (MASKDINO, 'mmdet'),
+                                          (MASK2FORMER, 'mmdet')])
+def test_train_two_iters_then_test(shapes_root, tmp_path, config, which):
     train_py = 'tools/train.py' if which == 'ours' else mmdet_tool('train.py')
     test_py = 'tools/test.py' if which == 'ours' else mmdet_tool('test.py')
     work_dir = str(tmp_path / 'work')
     options = _data_options(shapes_root)
-    proc = run_tool([train_py, DEMO, '--work-dir', work_dir, '--cfg-options',
+    proc = run_tool([train_py, config, '--work-dir', work_dir, '--cfg-options',
                      'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
                      'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1', *options])
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -37,7 +39,7 @@ def test_train_two_iters_then_test(shapes_root, tmp_path, which):
     ckpt = osp.join(work_dir, 'iter_2.pth')
     assert osp.isfile(ckpt)
 
-    proc = run_tool([test_py, DEMO, ckpt, '--work-dir', str(tmp_path / 'test'), '--cfg-options',
+    proc = run_tool([test_py, config, ckpt, '--work-dir', str(tmp_path / 'test'), '--cfg-options',
                      *options])
     assert proc.returncode == 0, proc.stderr[-3000:]
     scalars = glob.glob(str(tmp_path / 'test' / '*' / '*.json'))
@@ -46,3 +48,22 @@ def test_train_two_iters_then_test(shapes_root, tmp_path, which):
         metrics = json.load(f)
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert 0.0 <= metrics[key] <= 1.0
+
+
+def test_inferencer_draws_png(shapes_root, tmp_path):
+    """tools/demo/draw_predictions.py: DetInferencer + DetLocalVisualizer write a PNG per image."""
+    from PIL import Image
+    work_dir = str(tmp_path / 'work')
+    proc = run_tool(['tools/train.py', MASKDINO, '--work-dir', work_dir, '--cfg-options',
+                     'train_cfg.max_iters=1', 'train_cfg.val_interval=100',
+                     'default_hooks.checkpoint.interval=1', *_data_options(shapes_root)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    image = sorted(glob.glob(osp.join(shapes_root, 'val', '*.jpg')))[0]
+    out_dir = tmp_path / 'vis'
+    proc = run_tool(['tools/demo/draw_predictions.py', MASKDINO, osp.join(work_dir, 'iter_1.pth'),
+                     image, '--out-dir', str(out_dir), '--score-thr', '0.0'])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    png = out_dir / (osp.splitext(osp.basename(image))[0] + '.png')
+    with Image.open(png) as im:
+        assert im.format == 'PNG' and im.size == Image.open(image).size
+    assert 'instances with score >= 0.0' in proc.stdout

@@ -1,7 +1,7 @@
 """Learning benchmark: Mask DINO vs mmdet's Mask2Former, same backbone, data, budget and seed.
 
 Both demo configs use ResNet-18 from scratch, 64 channels, 2 encoder / 3 decoder layers, 30 queries,
-128x128 images, batch 4, AdamW 4e-4, the same iterations and seed, on the generated shapes train split;
+128x128 images, batch 4, AdamW 1e-3, the same iterations and seed, on the generated shapes train split;
 both are evaluated with CocoMetric on its val split every ``--val-interval`` iterations. Prints the AP
 curves as a markdown table (and writes them as json next to the work dirs).
 

@@ -6,8 +6,10 @@ Example::
         work_dirs/demo/iter_300.pth data/shapes/val/000065.jpg --out-dir work_dirs/demo/vis
 """
 import argparse
-import glob
+import os
 import os.path as osp
+
+import mmcv
 
 from mmdet.apis import DetInferencer
 
@@ -24,13 +26,18 @@ def main() -> None:
 
     inferencer = DetInferencer(model=args.config, weights=args.checkpoint, device=args.device,
                                show_progress=False)
-    results = inferencer(args.images, out_dir=args.out_dir, pred_score_thr=args.score_thr,
-                         no_save_pred=False)
-    for image, pred in zip(args.images, results['predictions']):
-        kept = [s for s in pred['scores'] if s >= args.score_thr]
-        print(f'{image}: {len(kept)} instances with score >= {args.score_thr}')
-    drawn = sorted(glob.glob(osp.join(args.out_dir, 'vis', '*')))
-    print('drawn with DetLocalVisualizer:', ', '.join(drawn))
+    results = inferencer(args.images, return_datasamples=True, no_save_vis=True)
+    os.makedirs(args.out_dir, exist_ok=True)
+    for image, sample in zip(args.images, results['predictions']):
+        pred = sample.pred_instances
+        kept = int((pred.scores >= args.score_thr).sum())
+        out_file = osp.join(args.out_dir, osp.splitext(osp.basename(image))[0] + '.png')
+        # inferencer.visualizer is mmdet's DetLocalVisualizer, with the dataset's class names
+        inferencer.visualizer.add_datasample(
+            osp.basename(image), mmcv.imread(image, channel_order='rgb'), sample, draw_gt=False,
+            pred_score_thr=args.score_thr, out_file=out_file)
+        best = f', best score {pred.scores.max():.2f}' if len(pred) else ''
+        print(f'{image}: {kept} instances with score >= {args.score_thr}{best} -> {out_file}')
 
 
 if __name__ == '__main__':

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from mmdet.models.utils import get_uncertain_point_coords_with_randomness
 from mmdet.registry import MODELS, TASK_UTILS
-from mmdet.structures import SampleList
+from mmdet.structures import DetDataSample, SampleList
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
 from mmdet.utils import ConfigType, reduce_mean
 from ..layers import DnQueries
@@ -157,7 +157,6 @@ class MaskDINOLossMixin:
 
     def _dn_samples(self, batch_data_samples: SampleList) -> SampleList:
         """Samples whose ``img_shape`` is the padded batch shape (the frame of every box here)."""
-        from mmdet.structures import DetDataSample
         out = []
         for sample in batch_data_samples:
             new = DetDataSample(metainfo=dict(img_shape=sample.metainfo['batch_input_shape']))
