@@ -11,7 +11,9 @@ def test_torchrun_two_processes_trains(shapes_root, tmp_path):
     options = [
         f'train_dataloader.dataset.data_root={shapes_root}',
         f'val_dataloader.dataset.data_root={shapes_root}',
+        f'test_dataloader.dataset.data_root={shapes_root}',
         f'val_evaluator.ann_file={osp.join(shapes_root, "annotations/instances_val.json")}',
+        f'test_evaluator.ann_file={osp.join(shapes_root, "annotations/instances_val.json")}',
         'train_cfg.max_iters=3', 'train_cfg.val_interval=3', 'default_hooks.logger.interval=1',
         'default_hooks.checkpoint.interval=3', 'train_dataloader.batch_size=2',
         'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
