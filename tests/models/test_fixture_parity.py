@@ -114,7 +114,7 @@ def test_instance_postprocess_matches_upstream(head, fx):
                                                    batch_input_shape=pad)))
     fusion = MODELS.build(dict(type='MaskDINOFusionHead', num_things_classes=7,
                                num_stuff_classes=0, test_cfg=dict(max_per_image=30)))
-    results = fusion.predict(out['pred_logits'], masks, out['pred_boxes'], samples)
+    results = fusion.predict(out['pred_logits'], out['pred_masks'], out['pred_boxes'], samples)
     for b, (result, ref) in enumerate(zip(results, fx['postprocess'])):
         ins = result['ins_results']
         topk = fx['postprocess_topk_reference'][b]

@@ -10,6 +10,7 @@ Example::
 """
 import argparse
 import json
+import os.path as osp
 import statistics
 import subprocess
 import sys
@@ -20,9 +21,11 @@ import numpy as np
 import torch
 
 MODELS_TO_COMPARE = {
-    'Mask DINO R50': 'configs/maskdino_r50.py',
+    'Mask DINO R50 (4 levels, enc FFN 2048)': 'configs/maskdino_r50.py',
+    'Mask DINO R50-3s (3 levels, enc FFN 1024)': 'configs/maskdino/maskdino_r50-3s_8xb2-lsj-50e_coco.py',
     'Mask2Former R50 (mmdet)': 'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco.py',
 }
+REFERENCE = 'Mask2Former R50 (mmdet)'
 
 
 def build(config: str, device: str, size: int):
@@ -32,6 +35,9 @@ def build(config: str, device: str, size: int):
 
     import mmdet_maskdino  # noqa: F401
     from mmdet.registry import MODELS
+    if config.startswith('mmdet::'):  # a config shipped inside the mmdet package
+        import mmdet
+        config = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', config[len('mmdet::'):])
     cfg = Config.fromfile(config)
     init_default_scope('mmdet')
     cfg.model.backbone.init_cfg = None
@@ -125,7 +131,7 @@ def main() -> None:
                               str(args.size), '--device', args.device, '--train-steps',
                               str(args.train_steps)], capture_output=True, text=True, check=True)
         train[name] = json.loads(out.stdout.strip().splitlines()[-1])
-    ref = statistics.median(times['Mask2Former R50 (mmdet)'])
+    ref = statistics.median(times[REFERENCE])
     print(f'\n### Speed, {args.size}x{args.size}, device={args.device}, torch '
           f'{torch.__version__}, threads={torch.get_num_threads()}\n')
     print('| model | params (M) | inference median (s) | min / max (s) | speed vs Mask2Former | '

@@ -2,7 +2,6 @@
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmcv.cnn import Linear
 from mmengine.model import BaseModule, bias_init_with_prob, constant_init
 from torch import Tensor, nn
@@ -206,14 +205,11 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
     # ------------------------------------------------------------------ inference
     def predict(self, x: Sequence[Tensor],
                 batch_data_samples: SampleList) -> Tuple[Tensor, Tensor, Tensor]:
-        """Last-layer predictions with masks upsampled to the padded batch size.
+        """Last-layer predictions (the fusion head upsamples only the masks it keeps).
 
         Returns:
-            tuple: ``cls_logits`` (bs, nq, num_classes); ``mask_logits`` (bs, nq, H_pad, W_pad);
+            tuple: ``cls_logits`` (bs, nq, num_classes); ``mask_logits`` (bs, nq, H_pad/4, W_pad/4);
             ``boxes`` (bs, nq, 4) sigmoided cxcywh normalised w.r.t. the padded batch.
         """
         out = self(x)
-        pad_shape = batch_data_samples[0].metainfo['batch_input_shape']
-        masks = F.interpolate(out['pred_masks'], size=pad_shape, mode='bilinear',
-                              align_corners=False)
-        return out['pred_logits'], masks, out['pred_boxes']
+        return out['pred_logits'], out['pred_masks'], out['pred_boxes']

@@ -1,17 +1,33 @@
-"""Mask DINO's instance inference as a pure function."""
-from typing import Tuple
+"""Mask DINO's instance inference as pure functions."""
+from typing import Callable, Tuple
 
-import torch
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 
 
+def topk_queries(cls_logits: Tensor, k: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Top-k (query, class) pairs by sigmoid score.
+
+    Args:
+        cls_logits (Tensor): (Q, C) class logits.
+        k (int): Number kept (clipped to Q * C).
+
+    Returns:
+        tuple: ``scores`` (k,) sigmoid class probabilities, ``labels`` (k,) = index % C and
+        ``queries`` (k,) = index // C, sorted by score.
+    """
+    num_queries, num_classes = cls_logits.shape
+    scores, index = cls_logits.sigmoid().flatten().topk(min(k, num_queries * num_classes))
+    return scores, index % num_classes, index // num_classes
+
+
 def maskdino_instance_postprocess(cls_logits: Tensor, mask_logits: Tensor, boxes: Tensor,
                                   pad_shape: Tuple[int, int], img_shape: Tuple[int, int],
                                   out_shape: Tuple[int, int], max_per_image: int = 100,
-                                  mask_thr: float = 0.0) -> InstanceData:
+                                  mask_thr: float = 0.0,
+                                  resize: Callable[[Tensor], Tensor] = None) -> InstanceData:
     """Top-k instances of one image.
 
     ``scores = sigmoid(cls)`` over queries x classes; keep the top ``max_per_image`` (label =
@@ -21,24 +37,26 @@ def maskdino_instance_postprocess(cls_logits: Tensor, mask_logits: Tensor, boxes
 
     Args:
         cls_logits (Tensor): (Q, C) class logits.
-        mask_logits (Tensor): (Q, H_out, W_out) mask logits already resized to the output size.
+        mask_logits (Tensor): (Q, h, w) mask logits; at the output size unless ``resize`` is given.
         boxes (Tensor): (Q, 4) sigmoided cxcywh normalised w.r.t. the padded batch.
         pad_shape (tuple): ``(H_pad, W_pad)`` of the padded batch.
         img_shape (tuple): ``(h, w)`` of the (resized, unpadded) network input.
         out_shape (tuple): ``(H_out, W_out)`` of the output (original) image.
         max_per_image (int): Number of instances kept.
         mask_thr (float): Logit threshold of the binary masks.
+        resize (callable, optional): Maps (n, h, w) mask logits to (n, H_out, W_out); applied only
+            to the selected queries (each once), which is what makes inference cheap.
 
     Returns:
         InstanceData: ``scores`` (k,), ``labels`` (k,), ``bboxes`` (k, 4) absolute xyxy in the output
-        frame, ``masks`` (k, H_out, W_out) bool.
+        frame, ``masks`` (k, H_out, W_out) bool, ``query_index`` (k,).
     """
-    num_queries, num_classes = cls_logits.shape
-    k = min(max_per_image, num_queries * num_classes)
-    class_scores, index = cls_logits.sigmoid().flatten().topk(k, sorted=True)
-    labels = index % num_classes
-    query = index // num_classes
-    masks = mask_logits[query]
+    class_scores, labels, query = topk_queries(cls_logits, max_per_image)
+    if resize is None:
+        masks = mask_logits[query]
+    else:
+        unique, inverse = query.unique(return_inverse=True)
+        masks = resize(mask_logits[unique])[inverse]
     binary = masks > mask_thr
     mask_scores = (masks.sigmoid() * binary).flatten(1).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
     (h_pad, w_pad), (h, w), (h_out, w_out) = pad_shape, img_shape, out_shape
