@@ -1,7 +1,8 @@
 """Helpers for tests: configs from this repository and small models/data for the CPU.
 
 ``mmdet.testing.get_detector_cfg`` only looks inside mmdet's own source tree; these helpers load the
-plugin's configs from ``configs/`` of this repository and shrink them to run in seconds on a CPU.
+plugin's configs from ``configs/`` of this repository, build a Mask DINO small enough to train in seconds
+on a CPU, make preprocessed batches with hand-made ground truth, and run the repository's tools.
 """
 import os
 import os.path as osp
@@ -34,32 +35,6 @@ def make_shapes_data(root: str, spec: Optional[ShapesSpec] = None) -> str:
     if not dataset_is_current(root, spec):
         generate_shapes_dataset(root, spec)
     return root
-
-
-def shrink_for_cpu(cfg: Config, data_root: str, work_dir: str, max_iters: int = 2,
-                   batch_size: int = 2) -> Config:
-    """Point a training config at ``data_root``, make it iteration-based and tiny, return it.
-
-    The model itself is left as the config defines it (the demo configs are already small); this sets
-    the loop length, batch size, worker count, logging/checkpoint intervals and evaluator paths.
-    """
-    cfg.work_dir = work_dir
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].num_workers = 0
-        cfg[loader].persistent_workers = False
-        cfg[loader].batch_size = batch_size if loader == 'train_dataloader' else 1
-        cfg[loader].dataset.data_root = data_root
-    for evaluator in ('val_evaluator', 'test_evaluator'):
-        metrics = cfg[evaluator]
-        for metric in metrics if isinstance(metrics, list) else [metrics]:
-            if 'ann_file' in metric:
-                metric.ann_file = osp.join(data_root, 'annotations', osp.basename(metric.ann_file))
-    cfg.default_hooks.logger.interval = 1
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1, by_epoch=False)
-    cfg.param_scheduler = []
-    cfg.log_processor = dict(type='LogProcessor', window_size=1, by_epoch=False)
-    return cfg
 
 
 def run_tool(args: List[str], timeout: int = 600) -> subprocess.CompletedProcess:
