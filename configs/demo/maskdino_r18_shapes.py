@@ -89,3 +89,5 @@ default_hooks = dict(
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1),
     visualization=dict(type='DetVisualizationHook', draw=False))
 log_processor = dict(window_size=20)
+
+randomness = dict(seed=0)  # reproducible demo and benchmark runs
