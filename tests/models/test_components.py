@@ -1,11 +1,8 @@
 """Mask DINO's pieces against independent, hand-worked expectations."""
 import numpy as np
-import pytest
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from mmdet.structures import DetDataSample
-from mmdet.structures.mask import BitmapMasks
 from mmengine.structures import InstanceData
 from mmdet_maskdino.models.layers import (MaskDINODnQueryGenerator, build_dn_attn_mask,
                                           select_queries)

@@ -1,7 +1,6 @@
 """A 2-process CPU run the way multi-GPU users launch: torchrun + --launcher pytorch (gloo)."""
 import os.path as osp
 import re
-import sys
 
 from mmdet_maskdino.testing import run_tool
 
