@@ -24,17 +24,20 @@ PAIR = {
 }
 
 
-def read_curve(work_dir: str) -> list:
-    """``[(iter, bbox_mAP, segm_mAP)]`` from the run's scalars.json."""
+def read_curve(work_dir: str, val_interval: int, max_iters: int) -> list:
+    """``[(iter, bbox_mAP, segm_mAP)]`` from the run's scalars.json.
+
+    The k-th evaluation ran after iteration ``min(k * val_interval, max_iters)`` (MMEngine logs
+    validation records with step 0 in iteration-based loops).
+    """
     files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    curve, last_iter = [], 0
+    curve = []
     with open(files[-1]) as f:
         for line in f:
             rec = json.loads(line)
             if 'coco/segm_mAP' in rec:
-                curve.append((last_iter, rec['coco/bbox_mAP'], rec['coco/segm_mAP']))
-            elif 'iter' in rec:
-                last_iter = rec['iter']
+                step = min((len(curve) + 1) * val_interval, max_iters)
+                curve.append((step, rec['coco/bbox_mAP'], rec['coco/segm_mAP']))
     return curve
 
 
@@ -68,7 +71,7 @@ def main() -> None:
                         '--cfg-options', *options], check=True, stdout=subprocess.DEVNULL,
                        env=dict(os.environ, PYTHONWARNINGS='ignore'))
         wall[name] = time.time() - start
-        curves[name] = read_curve(work_dir)
+        curves[name] = read_curve(work_dir, args.val_interval, args.iters)
     with open(osp.join(args.work_dir, 'curves.json'), 'w') as f:
         json.dump(dict(curves=curves, wall_s=wall, args=vars(args)), f, indent=1)
     names = list(PAIR)
