@@ -90,11 +90,11 @@ def test_query_selection_and_mask_boxes_are_exact(head, fx):
     torch.testing.assert_close(captured['ref'], ref_unsig.sigmoid(), atol=0, rtol=0)
 
     from mmdet_maskdino.models.layers import select_queries
-    from mmdet_maskdino.models.utils import gen_encoder_output_proposals
+    from mmdet_maskdino.models.utils import flatten_levels, gen_encoder_output_proposals
     feats = [fx['inputs']['features'][k].float() for k in ('res2', 'res3', 'res4', 'res5')]
     with torch.no_grad():
         _, ms = head.pixel_decoder(feats)
-        memory, shapes, _ = head._flatten_levels(ms[::-1])
+        memory, shapes, _ = flatten_levels(ms[::-1])
         out_mem, proposals = gen_encoder_output_proposals(memory, None, shapes)
         out_mem = head.memory_trans_norm(head.memory_trans_fc(out_mem))
         selected = select_queries(out_mem, proposals, head.cls_branch, head.reg_branch, 20)

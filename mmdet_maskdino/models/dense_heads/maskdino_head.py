@@ -12,7 +12,8 @@ from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ..layers import (DnQueries, MaskDINODnQueryGenerator, MaskDINOTransformerDecoder,
                       select_queries)
-from ..utils import BoxInitType, gen_encoder_output_proposals, init_anchor_boxes
+from ..utils import (BoxInitType, flatten_levels, gen_encoder_output_proposals,
+                     init_anchor_boxes)
 from .maskdino_loss import MaskDINOLossMixin
 
 #: One prediction set: ``pred_logits`` (bs, nq, C), ``pred_boxes`` (bs, nq, 4) sigmoided cxcywh
@@ -130,14 +131,6 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
             return logits, None
         return logits, torch.einsum('bqc,bchw->bqhw', self.mask_embed(normed), mask_features)
 
-    @staticmethod
-    def _flatten_levels(feats: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
-        shapes = torch.as_tensor([f.shape[-2:] for f in feats], dtype=torch.long,
-                                 device=feats[0].device)
-        memory = torch.cat([f.flatten(2).transpose(1, 2) for f in feats], 1)
-        start = torch.cat((shapes.new_zeros(1), shapes.prod(1).cumsum(0)[:-1]))
-        return memory, shapes, start
-
     def forward(self, x: Sequence[Tensor], dn: Optional[DnQueries] = None) -> dict:
         """Run the whole head. See the class docstring for the returned dict.
 
@@ -146,7 +139,7 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
             dn (DnQueries, optional): Denoising queries (training only).
         """
         mask_features, ms_feats = self.pixel_decoder(x)
-        memory, spatial_shapes, level_start_index = self._flatten_levels(ms_feats[::-1])
+        memory, spatial_shapes, level_start_index = flatten_levels(ms_feats[::-1])
         bs = memory.size(0)
         valid_ratios = memory.new_ones((bs, len(ms_feats), 2))
         output_memory, proposals = gen_encoder_output_proposals(memory, None, spatial_shapes)

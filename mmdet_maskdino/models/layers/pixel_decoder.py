@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from mmdet.models.layers import SinePositionalEncoding
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptMultiConfig
+from ..utils import flatten_levels
 from .fp32_deform_attn import MaskDINOTransformerEncoder
 
 
@@ -126,21 +127,17 @@ class MaskDINOPixelDecoder(BaseModule):
         """
         srcs = self._project(feats)
         bs = srcs[0].size(0)
-        shapes, flat, pos_flat = [], [], []
-        for lvl, src in enumerate(srcs):
-            h, w = src.shape[-2:]
-            no_pad = src.new_zeros((bs, h, w), dtype=torch.bool)
-            pos = self.positional_encoding(no_pad) + self.level_embed[lvl].view(1, -1, 1, 1)
-            shapes.append((h, w))
-            flat.append(src.flatten(2).transpose(1, 2))
-            pos_flat.append(pos.flatten(2).transpose(1, 2))
-        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=srcs[0].device)
-        level_start_index = torch.cat((spatial_shapes.new_zeros(1),
-                                       spatial_shapes.prod(1).cumsum(0)[:-1]))
+        pos = [
+            self.positional_encoding(src.new_zeros((bs, *src.shape[-2:]), dtype=torch.bool)) +
+            self.level_embed[lvl].view(1, -1, 1, 1) for lvl, src in enumerate(srcs)
+        ]
+        query, spatial_shapes, level_start_index = flatten_levels(srcs)
+        query_pos = flatten_levels(pos)[0]
         valid_ratios = srcs[0].new_ones((bs, len(srcs), 2))
-        memory = self.encoder(query=torch.cat(flat, 1), query_pos=torch.cat(pos_flat, 1),
-                              key_padding_mask=None, spatial_shapes=spatial_shapes,
+        memory = self.encoder(query=query, query_pos=query_pos, key_padding_mask=None,
+                              spatial_shapes=spatial_shapes,
                               level_start_index=level_start_index, valid_ratios=valid_ratios)
+        shapes = spatial_shapes.tolist()
         outs = [
             m.transpose(1, 2).reshape(bs, -1, h, w)
             for m, (h, w) in zip(memory.split([h * w for h, w in shapes], 1), shapes)
