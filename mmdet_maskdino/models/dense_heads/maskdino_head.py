@@ -33,20 +33,28 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
     * ``aux_outputs``: the initial prediction (from the decoder's input queries) and every layer but
       the last, as dicts of the same keys (masks only in training).
     * ``interm_outputs``: the selected encoder tokens' prediction (``pred_boxes`` = the regressed
-      anchors before mask-enhanced init).
+      anchors before mask-enhanced init); None for the one-stage model (``two_stage=False``).
     * ``dn_outputs``: in training with denoising, the DN queries' prediction sets (initial + layers).
 
     Args:
         num_things_classes (int): Thing classes.
-        num_stuff_classes (int): Stuff classes (panoptic).
-        num_queries (int): Matching queries K selected from the encoder (300 upstream).
+        num_stuff_classes (int): Stuff classes (panoptic / semantic). Classes are ordered things
+            first, as mmdet's panoptic datasets do.
+        num_queries (int): Matching queries: K selected from the encoder (300 upstream), or the
+            number of learnable queries when ``two_stage=False`` (100 for upstream's ADE20K model).
         embed_dims (int): Hidden size (256 upstream).
         pixel_decoder (dict): :class:`MaskDINOPixelDecoder` config.
         transformer_decoder (dict): :class:`MaskDINOTransformerDecoder` config.
         box_init (str): ``'mask2box'`` (paper), ``'bitmask'`` (``_3s``) or ``'no'``.
         initial_pred (bool): Predict from the decoder's input queries too.
+        two_stage (bool): Unified query selection from the encoder (default). False gives upstream's
+            one-stage semantic model: learnable content queries ``query_feat`` and learnable
+            unsigmoided anchors ``query_embed``, no interm output, ``box_init='no'``.
         dn_cfg (dict, optional): :class:`MaskDINODnQueryGenerator` arguments; None disables DN.
-        loss_cls, loss_bbox, loss_iou, loss_mask, loss_dice (dict): Loss configs.
+        loss_cls, loss_bbox, loss_iou, loss_mask, loss_dice (dict): Loss configs. A ``loss_cls``
+            with ``use_sigmoid=False`` (``CrossEntropyLoss`` with ``class_weight``, the last entry
+            being the no-object weight) makes the class head predict ``num_classes + 1`` softmax
+            logits, as upstream's CE-trained semantic model.
         train_cfg (dict): ``assigner``, ``num_points``, ``oversample_ratio``,
             ``importance_sample_ratio``.
         test_cfg (dict): Used by the fusion head.
@@ -62,6 +70,7 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
                  transformer_decoder: ConfigType,
                  box_init: str = 'mask2box',
                  initial_pred: bool = True,
+                 two_stage: bool = True,
                  dn_cfg: OptConfigType = None,
                  loss_cls: ConfigType = dict(type='FocalLoss', use_sigmoid=True, gamma=2.0,
                                              alpha=0.25, loss_weight=4.0),
@@ -83,15 +92,27 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
         self.embed_dims = embed_dims
         self.box_init = BoxInitType(box_init)
         self.initial_pred = initial_pred
+        self.two_stage = two_stage
+        if not two_stage and self.box_init != BoxInitType.NONE:
+            raise ValueError(f"box_init='{box_init}' needs the interm masks of query selection; "
+                             "use box_init='no' with two_stage=False")
         self.pixel_decoder = MODELS.build(dict(pixel_decoder, embed_dims=embed_dims))
         self.decoder = MaskDINOTransformerDecoder(**transformer_decoder)
         if self.decoder.embed_dims != embed_dims:
             raise ValueError(f'transformer_decoder embed_dims {self.decoder.embed_dims} != '
                              f'head embed_dims {embed_dims}')
-        self.memory_trans_fc = Linear(embed_dims, embed_dims)
-        self.memory_trans_norm = nn.LayerNorm(embed_dims)
+        if two_stage:
+            self.memory_trans_fc = Linear(embed_dims, embed_dims)
+            self.memory_trans_norm = nn.LayerNorm(embed_dims)
+        else:
+            self.query_feat = nn.Embedding(num_queries, embed_dims)
+            self.query_embed = nn.Embedding(num_queries, 4)
+        self._init_losses(loss_cls, loss_bbox, loss_iou, loss_mask, loss_dice, train_cfg or {})
+        # sigmoid (focal) logits, or softmax logits with a last no-object column (CE)
+        self.use_sigmoid_cls = bool(getattr(self.loss_cls, 'use_sigmoid', False))
+        self.cls_out_channels = self.num_classes + (0 if self.use_sigmoid_cls else 1)
         # shared by the encoder proposals (query selection), the interm output and every layer
-        self.cls_branch = Linear(embed_dims, self.num_classes)
+        self.cls_branch = Linear(embed_dims, self.cls_out_channels)
         self.reg_branch = MLP(embed_dims, embed_dims, 4, 3)
         self.mask_embed = MLP(embed_dims, embed_dims, self.pixel_decoder.mask_feature.out_channels,
                               3)
@@ -100,7 +121,6 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
             **dn_cfg)
         self.train_cfg = train_cfg or {}
         self.test_cfg = test_cfg or {}
-        self._init_losses(loss_cls, loss_bbox, loss_iou, loss_mask, loss_dice, self.train_cfg)
 
     def init_weights(self) -> None:
         self.pixel_decoder.init_weights()
@@ -109,7 +129,8 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
                 nn.init.xavier_uniform_(p)
         for layer in self.decoder.layers:
             layer.cross_attn.init_weights()
-        nn.init.constant_(self.cls_branch.bias, bias_init_with_prob(0.01))
+        if self.use_sigmoid_cls:
+            nn.init.constant_(self.cls_branch.bias, bias_init_with_prob(0.01))
         constant_init(self.reg_branch.layers[-1], 0, bias=0)
 
     # ------------------------------------------------------------------ forward
@@ -123,7 +144,7 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
             with_mask (bool): Compute masks (skipped for intermediate layers at test time).
 
         Returns:
-            tuple: logits (bs, nq, num_classes); masks (bs, nq, H/4, W/4) or None.
+            tuple: logits (bs, nq, cls_out_channels); masks (bs, nq, H/4, W/4) or None.
         """
         normed = self.decoder.norm(queries)
         logits = self.cls_branch(normed)
@@ -142,18 +163,12 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
         memory, spatial_shapes, level_start_index = flatten_levels(ms_feats[::-1])
         bs = memory.size(0)
         valid_ratios = memory.new_ones((bs, len(ms_feats), 2))
-        output_memory, proposals = gen_encoder_output_proposals(memory, None, spatial_shapes)
-        output_memory = self.memory_trans_norm(self.memory_trans_fc(output_memory))
-        selected = select_queries(output_memory, proposals, self.cls_branch, self.reg_branch,
-                                  self.num_queries)
-        interm_logits, interm_masks = self.predict_cls_mask(selected.content, mask_features)
-        interm = dict(pred_logits=interm_logits, pred_boxes=selected.ref_unsig.sigmoid(),
-                      pred_masks=interm_masks)
-
-        ref_unsig = selected.ref_unsig.detach()
-        if self.box_init != BoxInitType.NONE:
-            ref_unsig = init_anchor_boxes(interm_masks, self.box_init)
-        query = selected.content.detach()
+        if self.two_stage:
+            query, ref_unsig, interm = self._select_queries(memory, spatial_shapes, mask_features)
+        else:
+            query = self.query_feat.weight[None].expand(bs, -1, -1)
+            ref_unsig = self.query_embed.weight[None].expand(bs, -1, -1)
+            interm = None
         attn_mask = None
         if dn is not None:
             query = torch.cat([dn.query, query], 1)
@@ -173,6 +188,30 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
             out['dn_outputs'] = [{k: None if v is None else v[:, :num_dn]
                                   for k, v in p.items()} for p in preds]
         return out
+
+    def _select_queries(self, memory: Tensor, spatial_shapes: Tensor,
+                        mask_features: Tensor) -> Tuple[Tensor, Tensor, Prediction]:
+        """Unified query selection + mask-enhanced anchor box initialisation.
+
+        Returns:
+            tuple: content queries (bs, K, embed_dims) and unsigmoided anchors (bs, K, 4), both
+            detached, and the interm prediction of the selected tokens.
+        """
+        output_memory, proposals = gen_encoder_output_proposals(memory, None, spatial_shapes)
+        output_memory = self.memory_trans_norm(self.memory_trans_fc(output_memory))
+        selected = select_queries(output_memory, proposals, self._foreground_logits,
+                                  self.reg_branch, self.num_queries)
+        interm_logits, interm_masks = self.predict_cls_mask(selected.content, mask_features)
+        interm = dict(pred_logits=interm_logits, pred_boxes=selected.ref_unsig.sigmoid(),
+                      pred_masks=interm_masks)
+        ref_unsig = selected.ref_unsig.detach()
+        if self.box_init != BoxInitType.NONE:
+            ref_unsig = init_anchor_boxes(interm_masks, self.box_init)
+        return selected.content.detach(), ref_unsig, interm
+
+    def _foreground_logits(self, tokens: Tensor) -> Tensor:
+        """Class logits without the no-object column (what query selection ranks)."""
+        return self.cls_branch(tokens)[..., :self.num_classes]
 
     def _predictions(self, query: Tensor, hidden_states: Tensor, references: Tensor,
                      mask_features: Tensor) -> List[Prediction]:
@@ -201,7 +240,7 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
         """Last-layer predictions (the fusion head upsamples only the masks it keeps).
 
         Returns:
-            tuple: ``cls_logits`` (bs, nq, num_classes); ``mask_logits`` (bs, nq, H_pad/4, W_pad/4);
+            tuple: ``cls_logits`` (bs, nq, cls_out_channels); ``mask_logits`` (bs, nq, H_pad/4, W_pad/4);
             ``boxes`` (bs, nq, 4) sigmoided cxcywh normalised w.r.t. the padded batch.
         """
         out = self(x)

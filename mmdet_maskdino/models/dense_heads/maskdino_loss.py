@@ -10,6 +10,7 @@ from mmdet.models.utils import get_uncertain_point_coords_with_randomness
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures import DetDataSample, SampleList
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
+from mmdet.structures.mask import mask2bbox
 from mmdet.utils import ConfigType, reduce_mean
 from ..layers import DnQueries
 
@@ -46,6 +47,33 @@ class _Targets:
         return bbox_xyxy_to_cxcywh(self.boxes / self.boxes.new_tensor([w, h, w, h]))
 
 
+def _pad_to(x: Tensor, shape: Tuple[int, int], value) -> Tensor:
+    """Pad (n, h, w) at the bottom/right to (n, *shape) (crop when larger)."""
+    if tuple(x.shape[-2:]) == tuple(shape):
+        return x
+    out = x.new_full((x.size(0), *shape), value)
+    h, w = min(x.shape[-2], shape[0]), min(x.shape[-1], shape[1])
+    out[:, :h, :w] = x[:, :h, :w]
+    return out
+
+
+def stuff_targets(sem_seg: Tensor, num_things: int, num_classes: int) -> Tuple[Tensor, Tensor]:
+    """One mask per stuff class present in a semantic map.
+
+    Args:
+        sem_seg (Tensor): (H, W) contiguous labels, things ``[0, num_things)``, stuff
+            ``[num_things, num_classes)``; anything else (255 = void) is ignored.
+        num_things (int): Number of thing classes.
+        num_classes (int): Things + stuff.
+
+    Returns:
+        tuple: ``labels`` (n,) long sorted ascending, ``masks`` (n, H, W) bool.
+    """
+    present = sem_seg.unique().long()
+    labels = present[(present >= num_things) & (present < num_classes)]
+    return labels, sem_seg[None] == labels[:, None, None]
+
+
 class MaskDINOLossMixin:
     """The training half of :class:`MaskDINOHead` (kept apart so the head file reads as the model)."""
 
@@ -63,22 +91,33 @@ class MaskDINOLossMixin:
 
     # ---------------------------------------------------------------- targets
     def get_targets(self, batch_data_samples: SampleList) -> List[_Targets]:
-        """GT labels, boxes and masks of every image, in the padded-batch frame."""
+        """GT labels, boxes and masks of every image, in the padded-batch frame.
+
+        Things come from ``gt_instances`` (``labels``, ``masks``); with stuff classes
+        (``num_stuff_classes > 0``) every stuff class present in ``gt_sem_seg`` (contiguous labels,
+        things first, 255 = void) adds one mask, as in MaskFormer. Boxes are derived from the masks
+        for things and stuff alike (upstream's dataset mappers do the same), so GT boxes always
+        agree with the masks after cropping.
+        """
         targets = []
         for sample in batch_data_samples:
-            gt = sample.gt_instances
             pad_shape = tuple(sample.metainfo['batch_input_shape'])
-            device = gt.labels.device
-            if len(gt) > 0:
-                masks = gt.masks.to_tensor(torch.float32, device)
-                if masks.shape[-2:] != pad_shape:  # pad masks to the batch size
-                    padded = masks.new_zeros((len(gt), *pad_shape))
-                    h, w = min(masks.shape[-2], pad_shape[0]), min(masks.shape[-1], pad_shape[1])
-                    padded[:, :h, :w] = masks[:, :h, :w]
-                    masks = padded
+            gt = sample.gt_instances
+            device = self.cls_branch.weight.device
+            if 'labels' in gt and len(gt) > 0:
+                labels = gt.labels.long()
+                masks = _pad_to(gt.masks.to_tensor(torch.bool, device), pad_shape, False)
             else:
-                masks = torch.zeros((0, *pad_shape), device=device)
-            targets.append(_Targets(gt.labels.long(), gt.bboxes.float(), masks, pad_shape))
+                labels = torch.zeros(0, dtype=torch.long, device=device)
+                masks = torch.zeros((0, *pad_shape), dtype=torch.bool, device=device)
+            if self.num_stuff_classes > 0 and 'gt_sem_seg' in sample:
+                sem_seg = _pad_to(sample.gt_sem_seg.sem_seg.to(device), pad_shape, 255)[0]
+                stuff_labels, stuff_masks = stuff_targets(sem_seg, self.num_things_classes,
+                                                          self.num_classes)
+                labels = torch.cat([labels, stuff_labels])
+                masks = torch.cat([masks, stuff_masks])
+            boxes = mask2bbox(masks)
+            targets.append(_Targets(labels, boxes, masks.float(), pad_shape))
         return targets
 
     # ---------------------------------------------------------------- matching
@@ -115,15 +154,16 @@ class MaskDINOLossMixin:
     def loss(self, x: Sequence[Tensor], batch_data_samples: SampleList) -> Dict[str, Tensor]:
         """Forward with denoising queries and return every loss (final, aux, interm, DN)."""
         targets = self.get_targets(batch_data_samples)
-        dn = self.dn_generator(self._dn_samples(batch_data_samples)) \
+        dn = self.dn_generator(self._dn_samples(targets)) \
             if self.dn_generator is not None else None
         out = self(x, dn)
         num_gt = sum(len(t) for t in targets)
         num_gt = max(reduce_mean(out['pred_logits'].new_tensor(float(num_gt))).item(), 1.0)
 
         losses = {}
-        sets = [('', out)] + [(f'd{i}.', aux) for i, aux in enumerate(out['aux_outputs'])] + \
-            [('interm.', out['interm_outputs'])]
+        sets = [('', out)] + [(f'd{i}.', aux) for i, aux in enumerate(out['aux_outputs'])]
+        if out['interm_outputs'] is not None:
+            sets.append(('interm.', out['interm_outputs']))
         for prefix, pred in sets:
             indices = [self.match(pred['pred_logits'][b], pred['pred_boxes'][b],
                                   pred['pred_masks'][b], t) for b, t in enumerate(targets)]
@@ -155,25 +195,33 @@ class MaskDINOLossMixin:
                 losses[prefix + k] = v
         return losses
 
-    def _dn_samples(self, batch_data_samples: SampleList) -> SampleList:
-        """Samples whose ``img_shape`` is the padded batch shape (the frame of every box here)."""
+    @staticmethod
+    def _dn_samples(targets: List[_Targets]) -> SampleList:
+        """Samples holding the targets (things and stuff) with ``img_shape`` = the padded batch
+        shape, the frame of every box here: what the DN generator noises."""
         out = []
-        for sample in batch_data_samples:
-            new = DetDataSample(metainfo=dict(img_shape=sample.metainfo['batch_input_shape']))
-            new.gt_instances = sample.gt_instances
-            out.append(new)
+        for t in targets:
+            sample = DetDataSample(metainfo=dict(img_shape=t.pad_shape))
+            sample.gt_instances = InstanceData(labels=t.labels, bboxes=t.boxes)
+            out.append(sample)
         return out
 
     def loss_single(self, pred: Dict[str, Optional[Tensor]], targets: List[_Targets],
                     indices: List[Tensor], num_gt: float) -> Dict[str, Tensor]:
         """Losses of one prediction set given the matching ``indices`` (query, gt) per image."""
         logits, boxes, masks = pred['pred_logits'], pred['pred_boxes'], pred['pred_masks']
-        bs, nq, num_classes = logits.shape
-        labels = logits.new_full((bs, nq), num_classes, dtype=torch.long)
+        bs, nq, channels = logits.shape
+        labels = logits.new_full((bs, nq), self.num_classes, dtype=torch.long)
         for b, (idx, t) in enumerate(zip(indices, targets)):
             labels[b, idx[0]] = t.labels[idx[1]]
-        loss_cls = self.loss_cls(logits.reshape(-1, num_classes).float(), labels.reshape(-1),
-                                 avg_factor=num_gt)
+        labels = labels.reshape(-1)
+        if self.use_sigmoid_cls:  # focal: normalised by the number of GT
+            cls_avg = num_gt
+        else:  # CE: the weighted mean over queries (no-object weight in class_weight)
+            class_weight = self.loss_cls.class_weight or [1.0] * channels
+            cls_avg = logits.new_tensor(class_weight)[labels].sum()
+        loss_cls = self.loss_cls(logits.reshape(-1, channels).float(), labels,
+                                 avg_factor=cls_avg)
 
         batch_idx = torch.cat([torch.full_like(idx[0], b) for b, idx in enumerate(indices)])
         query_idx = torch.cat([idx[0] for idx in indices])

@@ -1,5 +1,5 @@
 """The Mask DINO detector."""
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 from torch import Tensor
 
@@ -19,8 +19,9 @@ class MaskDINO(MaskFormer):
     mask-enhanced boxes): the whole transformer lives in :class:`MaskDINOHead`, as upstream's
     ``sem_seg_head``, which also keeps checkpoint conversion one-to-one. The detector only routes.
 
-    ``mode='loss'`` returns the head's losses, ``mode='predict'`` data samples with
-    ``pred_instances`` (``bboxes`` xyxy at the original size, ``labels``, ``scores``, ``masks``),
+    ``mode='loss'`` returns the head's losses, ``mode='predict'`` data samples with, for the tasks
+    on in the fusion head's ``test_cfg``, ``pred_instances`` (``bboxes`` xyxy at the original size,
+    ``labels``, ``scores``, ``masks``), ``pred_panoptic_seg`` and ``pred_sem_seg``;
     ``mode='tensor'`` the raw ``(pred_logits, pred_boxes, pred_masks)`` of the last layer.
     """
 
@@ -34,6 +35,19 @@ class MaskDINO(MaskFormer):
         results = self.panoptic_fusion_head.predict(cls, masks, boxes, batch_data_samples,
                                                     rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results)
+
+    def add_pred_to_datasample(self, data_samples: SampleList,
+                               results_list: List[dict]) -> SampleList:
+        """Attach ``ins_results`` / ``pan_results`` / ``sem_results`` to the data samples as
+        ``pred_instances`` / ``pred_panoptic_seg`` / ``pred_sem_seg`` (what mmdet's metrics read)."""
+        for sample, results in zip(data_samples, results_list):
+            if 'ins_results' in results:
+                sample.pred_instances = results['ins_results']
+            if 'pan_results' in results:
+                sample.pred_panoptic_seg = results['pan_results']
+            if 'sem_results' in results:
+                sample.pred_sem_seg = results['sem_results']
+        return data_samples
 
     def _forward(self, batch_inputs: Tensor,
                  batch_data_samples: SampleList = None) -> Tuple[Tensor, Tensor, Tensor]:

@@ -1,5 +1,5 @@
 """Mask DINO's instance inference as pure functions."""
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 from mmengine.structures import InstanceData
 from torch import Tensor
@@ -7,36 +7,38 @@ from torch import Tensor
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 
 
-def topk_queries(cls_logits: Tensor, k: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """Top-k (query, class) pairs by sigmoid score.
+def topk_queries(cls_probs: Tensor, k: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Top-k (query, class) pairs by class probability.
 
     Args:
-        cls_logits (Tensor): (Q, C) class logits.
+        cls_probs (Tensor): (Q, C) class probabilities (sigmoid of the logits upstream).
         k (int): Number kept (clipped to Q * C).
 
     Returns:
-        tuple: ``scores`` (k,) sigmoid class probabilities, ``labels`` (k,) = index % C and
+        tuple: ``scores`` (k,) class probabilities, ``labels`` (k,) = index % C and
         ``queries`` (k,) = index // C, sorted by score.
     """
-    num_queries, num_classes = cls_logits.shape
-    scores, index = cls_logits.sigmoid().flatten().topk(min(k, num_queries * num_classes))
+    num_queries, num_classes = cls_probs.shape
+    scores, index = cls_probs.flatten().topk(min(k, num_queries * num_classes))
     return scores, index % num_classes, index // num_classes
 
 
-def maskdino_instance_postprocess(cls_logits: Tensor, mask_logits: Tensor, boxes: Tensor,
+def maskdino_instance_postprocess(cls_probs: Tensor, mask_logits: Tensor, boxes: Tensor,
                                   pad_shape: Tuple[int, int], img_shape: Tuple[int, int],
                                   out_shape: Tuple[int, int], max_per_image: int = 100,
                                   mask_thr: float = 0.0,
-                                  resize: Callable[[Tensor], Tensor] = None) -> InstanceData:
+                                  resize: Optional[Callable[[Tensor], Tensor]] = None,
+                                  num_things: Optional[int] = None) -> InstanceData:
     """Top-k instances of one image.
 
-    ``scores = sigmoid(cls)`` over queries x classes; keep the top ``max_per_image`` (label =
-    index % C, query = index // C); a mask is ``logit > mask_thr``; the final score is the class
+    Class probabilities over queries x classes; keep the top ``max_per_image`` (label =
+    index % C, query = index // C), then, for a panoptic model, only thing labels; a mask is ``logit > mask_thr``; the final score is the class
     probability times the mean sigmoid mask probability inside the mask. Boxes are the **predicted**
     boxes (not derived from masks), mapped from the padded frame to ``out_shape`` (not clipped).
 
     Args:
-        cls_logits (Tensor): (Q, C) class logits.
+        cls_probs (Tensor): (Q, C) class probabilities: ``sigmoid(logits)`` for the focal-trained
+            models, ``softmax(logits)[:, :-1]`` for the CE-trained one.
         mask_logits (Tensor): (Q, h, w) mask logits; at the output size unless ``resize`` is given.
         boxes (Tensor): (Q, 4) sigmoided cxcywh normalised w.r.t. the padded batch.
         pad_shape (tuple): ``(H_pad, W_pad)`` of the padded batch.
@@ -46,12 +48,17 @@ def maskdino_instance_postprocess(cls_logits: Tensor, mask_logits: Tensor, boxes
         mask_thr (float): Logit threshold of the binary masks.
         resize (callable, optional): Maps (n, h, w) mask logits to (n, H_out, W_out); applied only
             to the selected queries (each once), which is what makes inference cheap.
+        num_things (int, optional): Keep only labels below it (upstream's panoptic models report
+            instances of thing classes only).
 
     Returns:
         InstanceData: ``scores`` (k,), ``labels`` (k,), ``bboxes`` (k, 4) absolute xyxy in the output
         frame, ``masks`` (k, H_out, W_out) bool, ``query_index`` (k,).
     """
-    class_scores, labels, query = topk_queries(cls_logits, max_per_image)
+    class_scores, labels, query = topk_queries(cls_probs, max_per_image)
+    if num_things is not None:
+        is_thing = labels < num_things
+        class_scores, labels, query = class_scores[is_thing], labels[is_thing], query[is_thing]
     if resize is None:
         masks = mask_logits[query]
     else:
