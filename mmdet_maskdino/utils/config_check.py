@@ -120,8 +120,7 @@ def _is_coco_type(name: Any) -> bool:
     if not isinstance(name, str):
         return False
     dataset_cls = mmdet_registry.DATASETS.get(name)
-    from mmdet.datasets import CocoDataset
-    return isinstance(dataset_cls, type) and issubclass(dataset_cls, CocoDataset)
+    return isinstance(dataset_cls, type) and issubclass(dataset_cls, _coco_cls())
 
 
 def _check_data(cfg: Config, where: str) -> List[str]:
@@ -148,11 +147,54 @@ def _check_data(cfg: Config, where: str) -> List[str]:
     return errors
 
 
+def _dataset_metainfo(dataset: dict) -> dict:
+    """The dataset class's ``METAINFO`` updated with the config's ``metainfo`` (no file read)."""
+    dataset_cls = mmdet_registry.DATASETS.get(dataset.get('type', ''))
+    meta = dict(getattr(dataset_cls, 'METAINFO', {}) or {})
+    meta.update(dataset.get('metainfo') or {})
+    return meta
+
+
+def _check_classes(cfg: Config, where: str) -> List[str]:
+    """The head's things/stuff split must be the dataset's (classes are ordered things first)."""
+    errors = []
+    model = _get(cfg, 'model') or {}
+    heads = [(f'model.{name}', model[name]) for name in ('panoptic_head', 'panoptic_fusion_head')
+             if isinstance(model.get(name), dict) and 'num_things_classes' in model[name]]
+    for path, dataset in _dataset_cfgs(cfg):
+        if not isinstance(dataset.get('type'), str):
+            continue
+        meta = _dataset_metainfo(dataset)
+        if 'classes' not in meta:
+            continue
+        if 'thing_classes' in meta or 'stuff_classes' in meta:  # panoptic datasets
+            expected = (len(meta.get('thing_classes', ())), len(meta.get('stuff_classes', ())))
+            told = 'thing_classes/stuff_classes'
+        elif issubclass(mmdet_registry.DATASETS.get(dataset['type']), _coco_cls()):
+            expected, told = (len(meta['classes']), 0), 'classes (all things)'
+        else:  # semantic datasets: every class is stuff
+            expected, told = (0, len(meta['classes'])), 'classes (all stuff)'
+        for head_path, head in heads:
+            got = (head.get('num_things_classes', 0), head.get('num_stuff_classes', 0))
+            if got != expected:
+                errors.append(f'{where}: {head_path}.num_things_classes/num_stuff_classes='
+                              f'{got[0]}/{got[1]} but {path} ({dataset["type"]}) has '
+                              f'{expected[0]}/{expected[1]} from its metainfo {told}.')
+    return errors
+
+
+def _coco_cls() -> type:
+    from mmdet.datasets import CocoDataset
+    return CocoDataset
+
+
 def check_config(cfg: Union[Config, ConfigDict], filename: Optional[str] = None) -> None:
     """Raise :class:`ConfigError` listing every problem found in ``cfg``.
 
     Checks that every ``type`` in the model, datasets, pipelines, evaluators, hooks and schedulers is
-    registered, that dataset ``data_root`` folders exist, and that the annotation files of COCO-style
+    registered, that the head's ``num_things_classes`` / ``num_stuff_classes`` match the datasets'
+    metainfo (panoptic: ``thing_classes`` / ``stuff_classes``; instance: all things; semantic: all
+    stuff), that dataset ``data_root`` folders exist, and that the annotation files of COCO-style
     datasets and ``CocoMetric`` evaluators exist and are COCO json.
 
     Args:
@@ -163,6 +205,9 @@ def check_config(cfg: Union[Config, ConfigDict], filename: Optional[str] = None)
     from mmengine.registry import DefaultScope, init_default_scope
     if DefaultScope.get_current_instance() is None:
         init_default_scope(cfg.get('default_scope', 'mmdet'))
-    errors = _check_types(cfg, where) + _check_data(cfg, where)
+    errors = _check_types(cfg, where)
+    if not errors:  # the class check looks datasets up by type
+        errors += _check_classes(cfg, where)
+    errors += _check_data(cfg, where)
     if errors:
         raise ConfigError('invalid config:\n  ' + '\n  '.join(errors))
