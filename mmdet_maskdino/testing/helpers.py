@@ -53,20 +53,33 @@ def mmdet_tool(name: str) -> str:
     return path
 
 
-def build_small_maskdino(num_classes: int = 4, num_queries: int = 10, decoder_layers: int = 2,
+def build_small_maskdino(num_classes: Optional[int] = 4, num_queries: int = 10,
+                         decoder_layers: int = 2, config: str = 'demo/maskdino_r18_shapes.py',
                          **head_overrides):
-    """A small Mask DINO (the CPU demo config, smaller still) with initialised weights."""
+    """A small Mask DINO (a CPU demo config, smaller still) with initialised weights.
+
+    Args:
+        num_classes (int, optional): Thing classes; None keeps the config's.
+        num_queries (int): Matching queries.
+        decoder_layers (int): Decoder layers.
+        config (str): Config under ``configs/`` (the panoptic / semantic demo configs work too).
+        **head_overrides: Set on ``model.panoptic_head`` (``num_stuff_classes`` also on the fusion
+            head).
+    """
     from mmengine.registry import init_default_scope
 
     from mmdet.registry import MODELS
     init_default_scope('mmdet')
-    cfg = get_repo_config('demo/maskdino_r18_shapes.py')
+    cfg = get_repo_config(config)
     head = cfg.model.panoptic_head
-    head.num_things_classes = num_classes
+    if num_classes is not None:
+        head.num_things_classes = num_classes
+        cfg.model.panoptic_fusion_head.num_things_classes = num_classes
     head.num_queries = num_queries
     head.transformer_decoder.num_layers = decoder_layers
     head.update(head_overrides)
-    cfg.model.panoptic_fusion_head.num_things_classes = num_classes
+    if 'num_stuff_classes' in head_overrides:
+        cfg.model.panoptic_fusion_head.num_stuff_classes = head_overrides['num_stuff_classes']
     cfg.model.train_cfg.num_points = 256
     model = MODELS.build(cfg.model)
     model.init_weights()
@@ -74,18 +87,20 @@ def build_small_maskdino(num_classes: int = 4, num_queries: int = 10, decoder_la
 
 
 def make_det_batch(model, masks_per_image: List[List], labels_per_image: List[List[int]],
-                   image_size=(64, 64), seed: int = 0, training: bool = True) -> dict:
+                   image_size=(64, 64), seed: int = 0, training: bool = True,
+                   sem_segs: Optional[List] = None) -> dict:
     """A preprocessed batch with the given GT masks (lists of (H, W) bool arrays) and labels.
 
     Boxes are the tight boxes of the masks (xyxy, exclusive max); images are random textures with
-    the masks painted brighter, so the GT is learnable.
+    the masks painted brighter, so the GT is learnable. ``sem_segs`` (one (H, W) uint8 label map
+    per image, 255 = void) become ``gt_sem_seg`` and paint the image by class too.
     """
     import numpy as np
     import torch
 
     from mmdet.structures import DetDataSample
     from mmdet.structures.mask import BitmapMasks
-    from mmengine.structures import InstanceData
+    from mmengine.structures import InstanceData, PixelData
     rng = np.random.default_rng(seed)
     h, w = image_size
     inputs, samples = [], []
@@ -104,6 +119,11 @@ def make_det_batch(model, masks_per_image: List[List], labels_per_image: List[Li
             labels=torch.tensor(labels, dtype=torch.long),
             masks=BitmapMasks(np.stack(masks).astype(np.uint8) if masks else
                               np.zeros((0, h, w), np.uint8), h, w))
+        if sem_segs is not None:
+            sem = np.asarray(sem_segs[len(samples)], np.uint8)
+            for label in np.unique(sem[sem != 255]):
+                img[0, sem == label] = 100 + 25 * int(label)
+            sample.gt_sem_seg = PixelData(sem_seg=torch.from_numpy(sem)[None])
         inputs.append(torch.from_numpy(img.astype(np.uint8)))
         samples.append(sample)
     return model.data_preprocessor(dict(inputs=inputs, data_samples=samples), training)
