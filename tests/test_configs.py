@@ -49,3 +49,26 @@ def test_missing_coco_root_fails_clearly():
     cfg.train_dataloader.dataset.data_root = '/nonexistent/coco/'
     with pytest.raises(Exception, match=r'train_dataloader\.dataset\.data_root=.*does not exist'):
         check_config(cfg)
+
+
+def test_panoptic_and_semantic_configs_match_upstream_facts():
+    pan = get_repo_config('maskdino/maskdino_r50_8xb2-lsj-50e_coco-panoptic.py')
+    head = pan.model.panoptic_head
+    assert (head.num_things_classes, head.num_stuff_classes) == (80, 53)
+    assert head.box_init == 'no' and head.num_queries == 300 and head.two_stage
+    assert pan.train_dataloader.dataset.type == 'CocoPanopticDataset'
+    assert [m.type for m in pan.val_evaluator] == ['CocoPanopticMetric', 'CocoMetric',
+                                                   'SemSegMetric']
+    assert pan.model.test_cfg.panoptic_on and pan.model.test_cfg.object_mask_thr == 0.25
+    assert pan.model.test_cfg.iou_thr == 0.8 and pan.model.test_cfg.temperature == 0.06
+
+    ade = get_repo_config('maskdino/maskdino_r50_8xb2-160k_ade20k-semantic.py')
+    head = ade.model.panoptic_head
+    assert (head.num_things_classes, head.num_stuff_classes) == (0, 150)
+    assert head.num_queries == 100 and not head.two_stage and head.box_init == 'no'
+    assert head.loss_cls.type == 'CrossEntropyLoss' and head.loss_cls.class_weight[-1] == 0.1
+    assert len(head.loss_cls.class_weight) == 151
+    assert ade.model.train_cfg.assigner.match_costs[0].type == 'ClassificationCost'
+    assert ade.train_cfg.max_iters == 160000 and ade.train_dataloader.dataset.type == \
+        'ADE20KSegDataset'
+    assert ade.model.test_cfg == dict(panoptic_on=False, semantic_on=True, instance_on=False)

@@ -48,6 +48,7 @@ model = dict(
         embed_dims=embed_dims,
         box_init='mask2box',  # mask-enhanced anchor box initialisation
         initial_pred=True,
+        two_stage=True,  # unified query selection (False: learnable queries, the ADE20K model)
         dn_cfg=dict(  # positive-only unified denoising (DN-DETR style)
             label_noise_scale=0.4,
             box_noise_scale=0.4,

@@ -123,7 +123,9 @@ def describe_upstream(sd: Dict[str, Tensor]) -> Dict[str, object]:
     Returns:
         dict: ``num_levels`` (encoder levels), ``num_extra_levels`` (3x3 stride-2 levels),
         ``level_order`` ('low2high' / 'high2low'), ``num_classes``, ``num_encoder_layers``,
-        ``num_decoder_layers``, ``embed_dims``, ``has_backbone``.
+        ``num_decoder_layers``, ``embed_dims``, ``has_backbone``, ``two_stage`` (query selection:
+        ``enc_output`` present) and ``num_learnable_queries`` (rows of ``query_feat``; 0 if none).
+        ``num_classes`` is the class head's width: classes + 1 for the CE-trained semantic model.
     """
     projs = {}
     for key, value in sd.items():
@@ -147,7 +149,10 @@ def describe_upstream(sd: Dict[str, Tensor]) -> Dict[str, object]:
                 num_encoder_layers=count(re.escape(PD) + r'transformer\.encoder\.layers\.(\d+)\.'),
                 num_decoder_layers=count(re.escape(PR) + r'decoder\.layers\.(\d+)\.'),
                 embed_dims=sd[PD + 'transformer.level_embed'].shape[1],
-                has_backbone=any(k.startswith('backbone.') for k in sd))
+                has_backbone=any(k.startswith('backbone.') for k in sd),
+                two_stage=PR + 'enc_output.weight' in sd,
+                num_learnable_queries=sd[PR + 'query_feat.weight'].shape[0]
+                if PR + 'query_feat.weight' in sd else 0)
 
 
 def convert_upstream_state_dict(sd: Dict[str, Tensor], head_prefix: str = 'panoptic_head.',

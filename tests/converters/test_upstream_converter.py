@@ -80,6 +80,31 @@ def test_full_size_key_lists_convert_and_load_strictly(keys_file, config, head, 
 
 
 @needs_fixtures
+def test_one_stage_semantic_model_converts_and_loads_strictly():
+    """Upstream's ADE20K model has no key list in the fixtures: derive it from the panoptic one as
+    upstream's code builds it without query selection (no ``enc_output*``; learnable ``query_feat``
+    (100, 256) and ``query_embed`` (100, 4)) and with a CE class head of 150 + 1 outputs."""
+    sd = {k: v for k, v in random_upstream('r50_panoptic_state_dict_keys.txt').items()
+          if '.enc_output' not in k}
+    pr = 'sem_seg_head.predictor.'
+    gen = torch.Generator().manual_seed(1)
+    sd[pr + 'query_feat.weight'] = torch.randn(100, 256, generator=gen)
+    sd[pr + 'query_embed.weight'] = torch.randn(100, 4, generator=gen)
+    sd[pr + 'class_embed.weight'] = torch.randn(151, 256, generator=gen)
+    sd[pr + 'class_embed.bias'] = torch.randn(151, generator=gen)
+    sd[pr + 'label_enc.weight'] = torch.randn(150, 256, generator=gen)
+    info = describe_upstream(sd)
+    assert not info['two_stage'] and info['num_learnable_queries'] == 100
+    assert info['num_classes'] == 151
+    model = _model('maskdino/maskdino_r50_8xb2-160k_ade20k-semantic.py')
+    load_converted(model, convert_upstream_state_dict(sd))
+    state = model.state_dict()
+    assert torch.equal(state['panoptic_head.query_feat.weight'], sd[pr + 'query_feat.weight'])
+    assert torch.equal(state['panoptic_head.query_embed.weight'], sd[pr + 'query_embed.weight'])
+    assert torch.equal(state['panoptic_head.cls_branch.bias'], sd[pr + 'class_embed.bias'])
+
+
+@needs_fixtures
 def test_level_count_mismatch_is_reported():
     sd = random_upstream('r50_state_dict_keys.txt')  # 3 levels
     with pytest.raises(ConversionError, match='missing .*input_projs.3'):

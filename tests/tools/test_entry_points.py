@@ -67,3 +67,43 @@ def test_inferencer_draws_png(shapes_root, tmp_path):
     with Image.open(png) as im:
         assert im.format == 'PNG' and im.size == Image.open(image).size
     assert 'instances with score >= 0.0' in proc.stdout
+
+
+PANOPTIC = 'configs/demo/maskdino_r18_shapes-panoptic.py'
+SEMANTIC = 'configs/demo/maskdino_r18_shapes-semantic.py'
+
+
+def _seg_data_options(root: str, config: str):
+    options = [f'{loader}.{key}' for loader in ('train_dataloader', 'val_dataloader',
+                                                'test_dataloader')
+               for key in ('dataset.data_root=' + root, 'num_workers=0',
+                           'persistent_workers=False')]
+    if config == PANOPTIC:  # evaluators: [CocoPanopticMetric, CocoMetric, SemSegMetric]
+        for evaluator in ('val_evaluator', 'test_evaluator'):
+            options += [f'{evaluator}.0.ann_file={root}annotations/panoptic_val.json',
+                        f'{evaluator}.0.seg_prefix={root}annotations/panoptic_val/',
+                        f'{evaluator}.1.ann_file={root}annotations/instances_val.json']
+    return options
+
+
+@pytest.mark.parametrize('config,keys', [
+    (PANOPTIC, ('coco_panoptic/PQ', 'coco_panoptic/PQ_st', 'coco/segm_mAP', 'mIoU')),
+    (SEMANTIC, ('mIoU', 'aAcc')),
+])
+def test_panoptic_and_semantic_configs_train_and_test(shapes_root, tmp_path, config, keys):
+    work_dir = str(tmp_path / 'work')
+    options = _seg_data_options(shapes_root, config)
+    proc = run_tool(['tools/train.py', config, '--work-dir', work_dir, '--cfg-options',
+                     'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+                     'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
+                     *options])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r'Iter\(train\) \[2/2\].*loss: \d', proc.stdout + proc.stderr)
+    proc = run_tool(['tools/test.py', config, osp.join(work_dir, 'iter_2.pth'), '--work-dir',
+                     str(tmp_path / 'test'), '--cfg-options', *options])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (scalars, ) = glob.glob(str(tmp_path / 'test' / '*' / '*.json'))
+    with open(scalars) as f:
+        metrics = json.load(f)
+    for key in keys:
+        assert 0.0 <= metrics[key] <= 100.0, (key, metrics)

@@ -42,6 +42,27 @@ def test_missing_data_root_is_named(shapes_root, tmp_path):
         check_config(cfg)
 
 
+@pytest.mark.parametrize('config,things,stuff,field,expected', [
+    ('demo/maskdino_r18_shapes-panoptic.py', 4, 1, 'thing_classes/stuff_classes', '4/2'),
+    ('demo/maskdino_r18_shapes-semantic.py', 1, 6, 'classes (all stuff)', '0/6'),
+    ('demo/maskdino_r18_shapes.py', 4, 2, 'classes (all things)', '4/0'),
+])
+def test_head_classes_must_match_dataset_metainfo(shapes_root, config, things, stuff, field,
+                                                  expected):
+    cfg = get_repo_config(config)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = shapes_root
+    check_config(cfg)  # as shipped: consistent
+    cfg.model.panoptic_head.num_things_classes = things
+    cfg.model.panoptic_head.num_stuff_classes = stuff
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg)
+    msg = str(info.value)
+    assert f'model.panoptic_head.num_things_classes/num_stuff_classes={things}/{stuff}' in msg
+    assert f'train_dataloader.dataset' in msg and f'{expected} from its metainfo {field}' in msg
+    assert 'model.panoptic_fusion_head' not in msg  # the fusion head was left consistent
+
+
 @pytest.mark.parametrize('content,reason', [
     ('[1, 2, 3]', 'top level is list'),
     ('{"images": []}', "missing list field\\(s\\) \\['annotations', 'categories'\\]"),
