@@ -42,8 +42,9 @@ def _get(cfg: Any, dotted: str) -> Any:
     return node
 
 
-#: keys whose ``type`` is not a registry name (mmcv's nms op names) or lives in another registry.
-_UNCHECKED_KEYS = ('nms', )
+#: keys whose ``type`` is not a registry name (mmcv op names: nms, RoIAlign) or lives in another
+#: registry.
+_UNCHECKED_KEYS = ('nms', 'roi_layer')
 _KEY_REGISTRIES = {'init_cfg': ('WEIGHT_INITIALIZERS', )}
 
 
