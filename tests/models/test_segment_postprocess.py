@@ -159,3 +159,16 @@ def test_fusion_head_ce_logits_use_softmax_without_no_object():
     probs = torch.softmax(cls, -1)[:, :3]
     expected = int(probs.sum(0).argmax())
     assert expected == 1 and (result['sem_results'].sem_seg == expected).all()
+
+
+def test_fusion_head_ce_panoptic_drops_queries_whose_best_class_is_no_object():
+    head = MaskDINOFusionHead(num_things_classes=1, num_stuff_classes=2,
+                              test_cfg=dict(panoptic_on=True, instance_on=False))
+    left, right = _region(slice(0, H), slice(0, 5)), _region(slice(0, H), slice(5, W))
+    cls = torch.tensor([[0.0, 3.0, 0.0, 3.5],    # no-object first (p 0.51), stuff 1 second (0.31)
+                        [0.0, 0.0, 4.0, -9.0]])  # stuff 2
+    masks = torch.stack([torch.where(left, BIG, -BIG), torch.where(right, BIG, -BIG)])
+    (result, ) = head.predict(cls[None], masks[None], torch.zeros(1, 2, 4), [_sample()])
+    pan = result['pan_results'].sem_seg[0]
+    assert torch.softmax(cls[0], -1)[1] > 0.25  # it would pass the score threshold
+    assert (pan[left] == 3).all() and (pan[right] == 2).all()  # left stays VOID (= num_classes)

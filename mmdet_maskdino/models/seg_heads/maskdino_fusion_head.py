@@ -93,8 +93,11 @@ class MaskDINOFusionHead(MaskFormerFusionHead):
             if cfg.get('panoptic_on', False) or cfg.get('semantic_on', False):
                 probs = class_probabilities(cls, self.num_classes, temperature)
             if cfg.get('panoptic_on', False):
+                pan_probs = probs
+                if cls.size(-1) == self.num_classes + 1:  # CE head: drop no-object queries
+                    pan_probs = probs * (cls.argmax(-1) != self.num_classes)[:, None]
                 panoptic = maskdino_panoptic_postprocess(
-                    probs, masks, self.num_things_classes, out_shape, resize,
+                    pan_probs, masks, self.num_things_classes, out_shape, resize,
                     object_mask_thr=cfg.get('object_mask_thr', 0.25),
                     iou_thr=cfg.get('iou_thr', 0.8), mask_prob_thr=cfg.get('mask_prob_thr', 0.5))
                 result['pan_results'] = PixelData(sem_seg=panoptic[None])
