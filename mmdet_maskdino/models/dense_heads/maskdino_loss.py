@@ -102,7 +102,7 @@ class MaskDINOLossMixin:
         targets = []
         for sample in batch_data_samples:
             pad_shape = tuple(sample.metainfo['batch_input_shape'])
-            gt = sample.gt_instances
+            gt = sample.get('gt_instances', InstanceData())  # semantic datasets may have none
             device = self.cls_branch.weight.device
             if 'labels' in gt and len(gt) > 0:
                 labels = gt.labels.long()
