@@ -19,8 +19,13 @@ import os.path as osp
 import subprocess
 import sys
 import time
+from typing import Optional
 
 from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+import mmdet_maskdino  # noqa: F401
+from mmdet.registry import DATASETS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_DATA = osp.join(REPO, '..', 'shared', 'data', 'coco128')
@@ -29,9 +34,28 @@ METRICS = [('PQ', 'coco_panoptic/PQ'), ('PQ_th', 'coco_panoptic/PQ_th'),
            ('mask AP', 'coco/segm_mAP'), ('mIoU', 'mIoU')]
 
 
+def subset_instances_json(src: str, dst: str, img_ids: list) -> str:
+    """Write the COCO instance annotations of ``img_ids`` only: mmdet's ``CocoMetric`` evaluates
+    every image of its ``ann_file``, so a subset run needs a subset file."""
+    with open(src) as f:
+        data = json.load(f)
+    keep = set(img_ids)
+    data['images'] = [im for im in data['images'] if im['id'] in keep]
+    data['annotations'] = [a for a in data['annotations'] if a['image_id'] in keep]
+    os.makedirs(osp.dirname(dst), exist_ok=True)
+    with open(dst, 'w') as f:
+        json.dump(data, f)
+    return dst
+
+
 def build_config(data_root: str, num_images: int, iters: int, val_interval: int,
-                 image_size: int, queries: int, lr: float) -> Config:
-    """The panoptic demo config retargeted to ``num_images`` coco128 images (train = val)."""
+                 image_size: int, queries: int, lr: float,
+                 instances_json: Optional[str] = None) -> Config:
+    """The panoptic demo config retargeted to ``num_images`` coco128 images (train = val).
+
+    ``instances_json``: the instance annotations ``CocoMetric`` reads (default: coco128's, all
+    100 images; pass a :func:`subset_instances_json` file for correct AP on a subset).
+    """
     cfg = Config.fromfile(osp.join(REPO, 'configs/demo/maskdino_r18_shapes-panoptic.py'))
     size = (image_size, image_size)
     things, stuff = 80, 53
@@ -68,7 +92,8 @@ def build_config(data_root: str, num_images: int, iters: int, val_interval: int,
     cfg.val_evaluator = [
         dict(type='CocoPanopticMetric', ann_file=osp.join(ann, 'panoptic_train2017.json'),
              seg_prefix=osp.join(ann, 'panoptic_train2017/')),
-        dict(type='CocoMetric', ann_file=osp.join(ann, 'instances_train2017.json'),
+        dict(type='CocoMetric',
+             ann_file=instances_json or osp.join(ann, 'instances_train2017.json'),
              metric=['bbox', 'segm']),
         dict(type='SemSegMetric', iou_metrics=['mIoU'])
     ]
@@ -112,6 +137,14 @@ def main() -> None:
     cfg = build_config(data_root, args.num_images, args.iters, args.val_interval,
                        args.image_size, args.queries, args.lr)
     os.makedirs(args.work_dir, exist_ok=True)
+    init_default_scope('mmdet')
+    dataset = DATASETS.build(cfg.val_dataloader.dataset)
+    dataset.full_init()
+    img_ids = [dataset.get_data_info(i)['img_id'] for i in range(len(dataset))]
+    cfg.val_evaluator[1].ann_file = subset_instances_json(
+        osp.join(data_root, 'annotations', 'instances_train2017.json'),
+        osp.abspath(osp.join(args.work_dir, 'instances_subset.json')), img_ids)
+    cfg.test_evaluator = cfg.val_evaluator
     config_path = osp.join(args.work_dir, 'maskdino_r18_coco128-panoptic.py')
     cfg.dump(config_path)
     start = time.time()
