@@ -69,5 +69,6 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(_delete_=True, type='SemSegMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys=dict(query_feat=dict(lr_mult=1.0, decay_mult=0.0),
-                                                         query_embed=dict(lr_mult=1.0, decay_mult=0.0))))
+embed_multi = dict(lr_mult=1.0, decay_mult=0.0)  # learnable queries: no weight decay
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys=dict(query_feat=embed_multi, query_embed=embed_multi)))

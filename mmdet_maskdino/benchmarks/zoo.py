@@ -30,9 +30,11 @@ class ZooSpec:
     """The protocol shared by every compared model.
 
     Attributes:
-        data_root (str): A COCO-style instance dataset with ``annotations/instances_{train,val}.json``
+        data_root (str): A COCO-style dataset with ``annotations/instances_{train,val}.json``
             and ``train/`` / ``val/`` images (the generated shapes dataset's layout).
-        classes (tuple): Class names of the dataset.
+        classes (tuple): Thing class names of the dataset.
+        stuff_classes (tuple): Stuff class names, used by panoptic models (the dataset's
+            ``annotations/panoptic_{train,val}.json`` + PNGs).
         image_size (int): Images resized to fit ``image_size x image_size`` (and padded to it where
             a model pads to a fixed size).
         iters (int): Training iterations.
@@ -43,6 +45,7 @@ class ZooSpec:
     """
     data_root: str
     classes: tuple = ('circle', 'square', 'triangle', 'cross')
+    stuff_classes: tuple = ('sky', 'ground')
     image_size: int = 128
     iters: int = 300
     val_interval: int = 100
@@ -72,51 +75,74 @@ def _has_masks(cfg: Config) -> bool:
     return 'panoptic_head' in model or 'mask_head' in (model.get('roi_head') or {})
 
 
+def _is_panoptic(cfg: Config) -> bool:
+    """A model trained for panoptic segmentation (stuff classes in its fusion head)."""
+    return (cfg.model.get('panoptic_fusion_head') or {}).get('num_stuff_classes', 0) > 0
+
+
 def prepare_config(config: str, spec: ZooSpec) -> Config:
     """``config`` rewritten to the comparison protocol (see :class:`ZooSpec`).
 
-    Replaced: the three dataloaders (``CocoDataset`` on ``spec.data_root``, the same pipelines for
-    every model: load, flip, resize to ``image_size``, pack), the evaluator (``CocoMetric``, bbox
-    and, for mask models, segm), fixed-size pads, the loop, the lr schedule, checkpointing and the
-    seed. Kept: the model and its optimiser.
+    Replaced: the three dataloaders (the same images and pipelines for every model: load, flip,
+    resize to ``image_size``, pack; ``CocoDataset``, or ``CocoPanopticDataset`` on the panoptic
+    annotations of the same images for panoptic models), the evaluators (``CocoMetric`` bbox and,
+    for mask models, segm; plus ``CocoPanopticMetric`` for panoptic models), fixed-size pads, the
+    loop, the lr schedule, checkpointing and the seed. Kept: the model and its optimiser.
     """
     cfg = Config.fromfile(resolve_config(config))
     size = (spec.image_size, spec.image_size)
     root = osp.abspath(spec.data_root) + '/'
     with_mask = _has_masks(cfg)
+    panoptic = _is_panoptic(cfg)
     for aug in cfg.model.get('data_preprocessor', {}).get('batch_augments') or []:
         if 'size' in aug:
             aug['size'] = size
+    if panoptic:
+        load = dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True, with_seg=True)
+        dataset = dict(type='CocoPanopticDataset', data_root=root, metainfo=dict(
+            classes=spec.classes + spec.stuff_classes, thing_classes=spec.classes,
+            stuff_classes=spec.stuff_classes))
+        files = {split: dict(ann_file=f'annotations/panoptic_{split}.json',
+                             data_prefix=dict(img=f'{split}/',
+                                              seg=f'annotations/panoptic_{split}/'))
+                 for split in ('train', 'val')}
+    else:
+        load = dict(type='LoadAnnotations', with_bbox=True, with_mask=with_mask)
+        dataset = dict(type='CocoDataset', data_root=root, metainfo=dict(classes=spec.classes))
+        files = {split: dict(ann_file=f'annotations/instances_{split}.json',
+                             data_prefix=dict(img=f'{split}/')) for split in ('train', 'val')}
     train_pipeline = [
-        dict(type='LoadImageFromFile', to_float32=True),
-        dict(type='LoadAnnotations', with_bbox=True, with_mask=with_mask),
+        dict(type='LoadImageFromFile', to_float32=True), load,
         dict(type='RandomFlip', prob=0.5),
         dict(type='Resize', scale=size, keep_ratio=True),
-        dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-5, 1e-5), by_mask=with_mask),
+        dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-5, 1e-5), by_mask=with_mask,
+             keep_empty=not panoptic),
         dict(type='PackDetInputs')
     ]
     test_pipeline = [
         dict(type='LoadImageFromFile', to_float32=True),
-        dict(type='Resize', scale=size, keep_ratio=True),
-        dict(type='LoadAnnotations', with_bbox=True, with_mask=with_mask),
+        dict(type='Resize', scale=size, keep_ratio=True), load,
         dict(type='PackDetInputs',
              meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
     ]
-    dataset = dict(type='CocoDataset', data_root=root, metainfo=dict(classes=spec.classes))
     cfg.train_dataloader = dict(
         batch_size=spec.batch_size, num_workers=0, persistent_workers=False,
         sampler=dict(type='InfiniteSampler', shuffle=True),
-        dataset=dict(dataset, ann_file='annotations/instances_train.json',
-                     data_prefix=dict(img='train/'), filter_cfg=dict(filter_empty_gt=False),
+        dataset=dict(dataset, **files['train'], filter_cfg=dict(filter_empty_gt=False),
                      pipeline=train_pipeline))
     cfg.val_dataloader = dict(
         batch_size=1, num_workers=0, persistent_workers=False, drop_last=False,
         sampler=dict(type='DefaultSampler', shuffle=False),
-        dataset=dict(dataset, ann_file='annotations/instances_val.json',
-                     data_prefix=dict(img='val/'), test_mode=True, pipeline=test_pipeline))
+        dataset=dict(dataset, **files['val'], test_mode=True, pipeline=test_pipeline))
     cfg.test_dataloader = cfg.val_dataloader
-    cfg.val_evaluator = dict(type='CocoMetric', ann_file=root + 'annotations/instances_val.json',
-                             metric=['bbox', 'segm'] if with_mask else ['bbox'])
+    evaluators = [dict(type='CocoMetric', ann_file=root + 'annotations/instances_val.json',
+                       metric=['bbox', 'segm'] if with_mask else ['bbox'])]
+    if panoptic:
+        evaluators.insert(0, dict(type='CocoPanopticMetric',
+                                  ann_file=root + 'annotations/panoptic_val.json',
+                                  seg_prefix=root + 'annotations/panoptic_val/'))
+        cfg.model.test_cfg.update(panoptic_on=True, instance_on=True, semantic_on=False)
+    cfg.val_evaluator = evaluators if panoptic else evaluators[0]
     cfg.test_evaluator = cfg.val_evaluator
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=spec.iters,
                          val_interval=spec.val_interval)

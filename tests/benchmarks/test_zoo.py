@@ -28,6 +28,12 @@ def test_prepare_config_applies_one_protocol(shapes_root):
     assert md.model.data_preprocessor.batch_augments[0].size == (96, 96)
     assert md.val_evaluator.metric == ['bbox', 'segm'] and dino.val_evaluator.metric == ['bbox']
     assert md.optim_wrapper.optimizer.type == 'AdamW' and rcnn.optim_wrapper.optimizer.type == 'SGD'
+    # a panoptic config is compared on the panoptic annotations of the same images, with PQ too
+    pan = prepare_config(osp.join(REPO_ROOT, 'configs/demo/maskdino_r18_shapes-panoptic.py'), spec)
+    assert pan.train_dataloader.dataset.type == 'CocoPanopticDataset'
+    assert pan.train_dataloader.dataset.data_prefix.img == 'train/'
+    assert [m.type for m in pan.val_evaluator] == ['CocoPanopticMetric', 'CocoMetric']
+    assert pan.model.test_cfg.panoptic_on and not pan.model.test_cfg.semantic_on
 
 
 def test_read_curve_places_validations_at_their_iteration(tmp_path):
