@@ -19,6 +19,14 @@ model = dict(
         box_init='no'),
     panoptic_fusion_head=dict(
         num_things_classes=num_things_classes, num_stuff_classes=num_stuff_classes),
+    train_cfg=dict(
+        assigner=dict(match_costs=[  # box costs: things only (stuff columns get the thing mean)
+            dict(type='FocalLossCost', weight=4.0, alpha=0.25, gamma=2.0),
+            dict(type='ThingBoxCost', cost=dict(type='BBoxL1Cost', weight=5.0, box_format='xywh')),
+            dict(type='ThingBoxCost', cost=dict(type='IoUCost', iou_mode='giou', weight=2.0)),
+            dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
+            dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0)
+        ])),
     test_cfg=dict(panoptic_on=True, semantic_on=True, instance_on=True))
 
 data_root = 'data/shapes/'

@@ -124,3 +124,26 @@ def test_one_stage_semantic_model_overfits_one_image():
     pred = result.pred_sem_seg.sem_seg[0].numpy()
     assert pred.shape == (H, W)
     assert (pred == sem).mean() > 0.85  # 0.92 measured; the misses are rows at the boundary
+
+
+def test_panoptic_box_losses_come_from_things_only():
+    """Upstream's panoptic criterion: a query matched to a stuff segment gets mask and class losses
+    but no box loss (the normaliser still counts every target)."""
+    torch.manual_seed(0)
+    model = build_small_maskdino(num_classes=2, num_stuff_classes=2, box_init='no')
+    head = model.panoptic_head
+    batch, _, _ = _panoptic_batch(model)
+    targets = head.get_targets(batch['data_samples'])  # labels [1 (thing), 2, 3 (stuff)]
+    pred = dict(pred_logits=torch.randn(1, 5, 4), pred_boxes=torch.rand(1, 5, 4) * 0.5 + 0.25,
+                pred_masks=torch.randn(1, 5, 32, 32))
+    stuff_only = head.loss_single(pred, targets, [torch.tensor([[0, 1], [1, 2]])], num_gt=3.0)
+    assert stuff_only['loss_bbox'] == 0 and stuff_only['loss_iou'] == 0
+    assert stuff_only['loss_mask'] > 0 and stuff_only['loss_dice'] > 0
+    with_thing = head.loss_single(pred, targets, [torch.tensor([[0, 1, 4], [1, 2, 0]])],
+                                  num_gt=3.0)
+    box = pred['pred_boxes'][0, 4]
+    expected_l1 = 5.0 * (box - targets[0].norm_cxcywh[0]).abs().sum() / 3.0
+    torch.testing.assert_close(with_thing['loss_bbox'], expected_l1)
+    assert head.box_supervised(torch.tensor([0, 1, 2, 3])).tolist() == [True, True, False, False]
+    semantic = build_small_maskdino(num_classes=None, config=SEMANTIC).panoptic_head
+    assert semantic.box_supervised(torch.tensor([4, 5])).all()  # stuff-only model: all boxes

@@ -120,6 +120,23 @@ class MaskDINOLossMixin:
             targets.append(_Targets(labels, boxes, masks.float(), pad_shape))
         return targets
 
+    def box_supervised(self, labels: Tensor) -> Tensor:
+        """Which targets supervise boxes (and steer box match costs via ``ThingBoxCost``).
+
+        All of them, except in a panoptic model (thing and stuff classes), where only things do,
+        as upstream: a stuff region's box is not a detection target. A semantic model (stuff only)
+        supervises every box.
+
+        Args:
+            labels (Tensor): (n,) target labels.
+
+        Returns:
+            Tensor: (n,) bool.
+        """
+        if self.num_things_classes == 0 or self.num_stuff_classes == 0:
+            return torch.ones_like(labels, dtype=torch.bool)
+        return labels < self.num_things_classes
+
     # ---------------------------------------------------------------- matching
     @torch.no_grad()
     def match(self, logits: Tensor, boxes: Tensor, masks: Tensor, target: _Targets) -> Tensor:
@@ -145,7 +162,8 @@ class MaskDINOLossMixin:
         scale = boxes.new_tensor([w, h, w, h])
         pred = InstanceData(scores=logits.float(), masks=pred_points,
                             bboxes=bbox_cxcywh_to_xyxy(boxes.float()) * scale)
-        gt = InstanceData(labels=target.labels, bboxes=target.boxes, masks=gt_points)
+        gt = InstanceData(labels=target.labels, bboxes=target.boxes, masks=gt_points,
+                          is_thing=self.box_supervised(target.labels))
         result = self.assigner.assign(pred, gt, img_meta=dict(img_shape=(h, w)))
         query = torch.nonzero(result.gt_inds > 0, as_tuple=False).squeeze(1)
         return torch.stack([query, result.gt_inds[query] - 1])
@@ -229,11 +247,17 @@ class MaskDINOLossMixin:
             zero = boxes.sum() * 0 + (masks.sum() * 0 if masks is not None else 0)
             return dict(loss_cls=loss_cls, loss_bbox=zero, loss_iou=zero, loss_mask=zero,
                         loss_dice=zero)
+        gt_labels = torch.cat([t.labels[idx[1]] for idx, t in zip(indices, targets)])
         gt_boxes = torch.cat([t.norm_cxcywh[idx[1]] for idx, t in zip(indices, targets)])
         src_boxes = boxes[batch_idx, query_idx].float()
-        loss_bbox = self.loss_bbox(src_boxes, gt_boxes, avg_factor=num_gt)
-        loss_iou = self.loss_iou(bbox_cxcywh_to_xyxy(src_boxes), bbox_cxcywh_to_xyxy(gt_boxes),
-                                 avg_factor=num_gt)
+        with_box = self.box_supervised(gt_labels)  # stuff boxes are not supervised (panoptic)
+        src_boxes, gt_boxes = src_boxes[with_box], gt_boxes[with_box]
+        if with_box.any():
+            loss_bbox = self.loss_bbox(src_boxes, gt_boxes, avg_factor=num_gt)
+            loss_iou = self.loss_iou(bbox_cxcywh_to_xyxy(src_boxes),
+                                     bbox_cxcywh_to_xyxy(gt_boxes), avg_factor=num_gt)
+        else:
+            loss_bbox = loss_iou = boxes.sum() * 0
         gt_masks = torch.cat([t.masks[idx[1]] for idx, t in zip(indices, targets)])
         loss_mask, loss_dice = self.mask_losses(masks[batch_idx, query_idx].float(), gt_masks,
                                                 num_gt)

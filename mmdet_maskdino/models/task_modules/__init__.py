@@ -1,0 +1,3 @@
+from .match_costs import ThingBoxCost
+
+__all__ = ['ThingBoxCost']
