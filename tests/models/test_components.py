@@ -125,3 +125,15 @@ def test_contrastive_option_uses_mmdet_cdn():
     dn = gen([_sample([[20, 10, 60, 50], [100, 20, 180, 90]], [1, 2])])
     assert dn.contrastive and dn.group_size == 4 and dn.num_groups == 5
     assert dn.query.shape[1] == 20
+
+
+# ----------------------------------------------------------------------------- init
+def test_class_head_prior_or_upstream_default_init():
+    import math
+    from mmdet_maskdino.testing import build_small_maskdino
+    torch.manual_seed(0)
+    prior = build_small_maskdino().panoptic_head.cls_branch.bias
+    assert torch.allclose(prior, torch.full_like(prior, -math.log((1 - 0.01) / 0.01)))
+    default = build_small_maskdino(cls_prior_prob=None).panoptic_head.cls_branch.bias
+    bound = 1 / math.sqrt(64)  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert default.abs().max() <= bound and default.std() > 0

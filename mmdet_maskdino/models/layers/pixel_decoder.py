@@ -91,6 +91,10 @@ class MaskDINOPixelDecoder(BaseModule):
         for proj in self.input_projs:
             xavier_init(proj.conv, gain=1, bias=0, distribution='uniform')
         normal_init(self.level_embed, mean=0, std=1)
+        # upstream: xavier-uniform for every matrix of the encoder, then MSDA's own init
+        for p in self.encoder.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
         for layer in self.encoder.layers:
             layer.self_attn.init_weights()
         caffe2_xavier_init(self.lateral_conv.conv, bias=0)
