@@ -386,17 +386,18 @@ def plot(state: ZooState, out_dir: str) -> List[str]:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     names = list(state.models)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
     for ax, metric in zip(axes, ('box AP', 'mask AP')):
-        for name in names:
+        for i, name in enumerate(names):  # one colour per model in every panel
             curve = [p for p in state.models[name].get('curve') or [] if p.get(metric) is not None]
             if curve:
                 ax.plot([p['iter'] for p in curve], [p[metric] for p in curve], marker='o',
-                        label=name)
+                        color=f'C{i}', label=name)
         ax.set(title=metric, xlabel='iteration', ylabel=metric)
         ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc='lower center', ncol=min(len(names), 4),
+               fontsize='small')
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     ap_path = osp.join(out_dir, 'ap_vs_iter.png')
     fig.savefig(ap_path, dpi=100)
     plt.close(fig)
