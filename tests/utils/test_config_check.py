@@ -52,6 +52,12 @@ def test_head_classes_must_match_dataset_metainfo(shapes_root, config, things, s
     cfg = get_repo_config(config)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = shapes_root
+    for name in ('val_evaluator', 'test_evaluator'):  # their files point into data/shapes/
+        metrics = cfg[name] if isinstance(cfg[name], list) else [cfg[name]]
+        for metric in metrics:
+            for key in ('ann_file', 'seg_prefix'):
+                if key in metric:
+                    metric[key] = metric[key].replace('data/shapes/', shapes_root)
     check_config(cfg)  # as shipped: consistent
     cfg.model.panoptic_head.num_things_classes = things
     cfg.model.panoptic_head.num_stuff_classes = stuff
