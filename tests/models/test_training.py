@@ -184,3 +184,28 @@ def test_overfit_one_image_loss_drops_and_mask_iou():
         gt = torch.from_numpy(gt)
         iou = ((pred & gt).flatten(1).sum(1) / (pred | gt).flatten(1).sum(1)).max().item()
         assert iou > 0.5, iou
+
+
+def test_denoising_groups_and_matching_queries_are_isolated_in_the_decoder():
+    """The attention mask works inside the real decoder: changing DN group 1's queries changes that
+    group's outputs and nothing else (not the other groups, not the matching queries)."""
+    from dataclasses import replace
+    torch.manual_seed(0)
+    model = build_small_maskdino().eval()
+    batch = make_det_batch(model, [[_mask(5, 30, 5, 30), _mask(35, 60, 30, 60)]], [[1, 2]])
+    head = model.panoptic_head
+    feats = model.extract_feat(batch['inputs'])
+    dn = head.dn_generator(head._dn_samples(head.get_targets(batch['data_samples'])))
+    g = dn.group_size
+    assert dn.num_groups >= 3
+    query = dn.query.clone()
+    query[:, g:2 * g] += torch.randn_like(query[:, g:2 * g]) * 3
+    with torch.no_grad():
+        ref = head(feats, dn)
+        new = head(feats, replace(dn, query=query))
+    for a, b in zip(ref['dn_outputs'], new['dn_outputs']):
+        change = (a['pred_logits'] - b['pred_logits']).abs()
+        assert change[:, g:2 * g].max() > 1e-3  # the perturbed group itself
+        assert change[:, :g].max() == 0 and change[:, 2 * g:].max() == 0
+    assert torch.equal(ref['pred_logits'], new['pred_logits'])
+    assert torch.equal(ref['pred_masks'], new['pred_masks'])
