@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from mmengine.config import Config
 
@@ -172,24 +172,39 @@ def backbone_name(cfg: Config) -> str:
     return f'{bb.get("type", "?")}-{depth}' if depth else str(bb.get('type', '?'))
 
 
-def read_curve(work_dir: str, val_interval: int, iters: int) -> List[dict]:
-    """``[{'iter': i, 'box AP': .., 'mask AP': .., 'PQ': ..}]`` from every scalars.json of a
-    (possibly resumed) run.
+def read_curve(work_dir: str, val_interval: int, iters: int,
+               keys: Optional[Dict[str, str]] = None, last_run_only: bool = False) -> List[dict]:
+    """``[{'iter': i, name: value, ...}]`` from the scalars.json files of a run in ``work_dir``.
 
     MMEngine writes validation records with step 0 in iteration loops; a record's iteration is the
-    last logged training iteration before it, rounded up to a multiple of ``val_interval``.
+    last logged training iteration before it rounded up to a multiple of ``val_interval``, and at
+    least one ``val_interval`` after the previous record (training logged less often than it
+    validates), capped at ``iters``. The files of every run in ``work_dir`` are read in order, so a
+    resumed run continues one curve; ``last_run_only`` reads the newest run alone.
+
+    Args:
+        work_dir (str): The training work dir.
+        val_interval (int): Validation interval of the run.
+        iters (int): Its last iteration.
+        keys (dict, optional): ``{name: scalar key}`` to read; default :data:`AP_KEYS`. A record
+            holding any of them is a validation record; missing ones read as None.
+        last_run_only (bool): Only the newest run (a rerun that is not a resume).
     """
+    keys = keys or AP_KEYS
+    files = _scalars_files(work_dir)
     curve: Dict[int, dict] = {}
-    for path in _scalars_files(work_dir):
+    step = 0
+    for path in files[-1:] if last_run_only else files:
         last_iter = 0
         with open(path) as f:
             for line in f:
                 rec = json.loads(line)
                 if 'iter' in rec and 'loss' in rec:
                     last_iter = rec['iter']
-                elif any(k in rec for k in AP_KEYS.values()) and last_iter > 0:
-                    step = min(-(-last_iter // val_interval) * val_interval, iters)
-                    curve[step] = dict(iter=step, **{n: rec.get(k) for n, k in AP_KEYS.items()})
+                elif any(k in rec for k in keys.values()):
+                    logged = -(-last_iter // val_interval) * val_interval
+                    step = min(max(logged, step + val_interval), iters)
+                    curve[step] = dict(iter=step, **{n: rec.get(k) for n, k in keys.items()})
     return [curve[k] for k in sorted(curve)]
 
 
@@ -203,16 +218,30 @@ def _scalars_files(work_dir: str) -> List[str]:
 
 
 # ---------------------------------------------------------------------------- measurement
-def _load_batches(cfg: Config, train: bool, count: int):
+def _first_batch(cfg: Config, train: bool) -> dict:
+    """The first batch of the config's training or validation dataloader."""
     from mmengine.runner import Runner
     loader = Runner.build_dataloader(cfg.train_dataloader if train else cfg.val_dataloader,
                                      seed=cfg.randomness.seed)
-    batches = []
-    for batch in loader:
-        batches.append(batch)
-        if len(batches) == count:
-            break
-    return batches
+    return next(iter(loader))
+
+
+def _median_seconds(step: Callable[[], object], warmup: int, repeats: int,
+                    device: str) -> float:
+    """Median wall time of ``step()`` over ``repeats`` runs after ``warmup`` untimed ones (CUDA
+    synchronised around each run)."""
+    import torch
+    times = []
+    for i in range(warmup + repeats):
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def measure(config_path: str, checkpoint: Optional[str], device: str, warmup: int,
@@ -247,36 +276,18 @@ def measure(config_path: str, checkpoint: Optional[str], device: str, warmup: in
     result: Dict[str, Optional[float]] = dict(
         params_m=sum(p.numel() for p in model.parameters()) / 1e6)
 
-    (val_batch, ) = _load_batches(cfg, train=False, count=1)
+    val_batch = _first_batch(cfg, train=False)
     model.eval()
-    times = []
     with torch.no_grad():
-        for i in range(warmup + repeats):
-            if device == 'cuda':
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            model.test_step(val_batch)
-            if device == 'cuda':
-                torch.cuda.synchronize()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    result['latency_ms'] = statistics.median(times) * 1000
+        latency = _median_seconds(lambda: model.test_step(val_batch), warmup, repeats, device)
+    result['latency_ms'] = latency * 1000
     result['gflops'] = _gflops(model, val_batch)
 
     model.train()
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    (train_batch, ) = _load_batches(cfg, train=True, count=1)
-    times = []
-    for i in range(train_steps + 1):
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        model.train_step(train_batch, optim_wrapper)
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        if i > 0:
-            times.append(time.perf_counter() - start)
-    result['train_step_s'] = statistics.median(times)
+    train_batch = _first_batch(cfg, train=True)
+    result['train_step_s'] = _median_seconds(
+        lambda: model.train_step(train_batch, optim_wrapper), 1, train_steps, device)
     result['peak_mib'] = (torch.cuda.max_memory_allocated() / 2**20 if device == 'cuda' else
                           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result

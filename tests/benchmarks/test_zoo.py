@@ -51,6 +51,16 @@ def test_read_curve_places_validations_at_their_iteration(tmp_path):
     curve = read_curve(str(tmp_path), val_interval=100, iters=300)
     assert [(p['iter'], p['box AP'], p['mask AP'], p['PQ']) for p in curve] == \
         [(100, 0.1, 0.05, None), (300, 0.3, 0.15, None)]
+    # training logged less often than it validates (logger interval 20, validation every 2)
+    sparse = tmp_path / 'sparse'
+    (sparse / '20260101_000000' / 'vis_data').mkdir(parents=True)
+    (sparse / '20260101_000000' / 'vis_data' / 'scalars.json').write_text(
+        '\n'.join([val(0.1), val(0.2)]) + '\n')
+    assert [(p['iter'], p['box AP']) for p in read_curve(str(sparse), 2, 4)] == \
+        [(2, 0.1), (4, 0.2)]
+    # a rerun (not a resume) reads its own run only; other scalar keys on request
+    assert read_curve(str(tmp_path), 100, 300, keys={'segm': 'coco/segm_mAP'},
+                      last_run_only=True) == [{'iter': 300, 'segm': 0.15}]
 
 
 def test_state_refuses_another_protocol(tmp_path, shapes_root):

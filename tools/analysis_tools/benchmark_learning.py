@@ -10,7 +10,6 @@ Example::
     python tools/analysis_tools/benchmark_learning.py --iters 300 --val-interval 100
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
@@ -18,27 +17,12 @@ import subprocess
 import sys
 import time
 
+from mmdet_maskdino.benchmarks.zoo import read_curve
+
 PAIR = {
     'Mask DINO': 'configs/demo/maskdino_r18_shapes.py',
     'Mask2Former (mmdet)': 'configs/demo/mask2former_r18_shapes.py',
 }
-
-
-def read_curve(work_dir: str, val_interval: int, max_iters: int) -> list:
-    """``[(iter, bbox_mAP, segm_mAP)]`` from the run's scalars.json.
-
-    The k-th evaluation ran after iteration ``min(k * val_interval, max_iters)`` (MMEngine logs
-    validation records with step 0 in iteration-based loops).
-    """
-    files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-    curve = []
-    with open(files[-1]) as f:
-        for line in f:
-            rec = json.loads(line)
-            if 'coco/segm_mAP' in rec:
-                step = min((len(curve) + 1) * val_interval, max_iters)
-                curve.append((step, rec['coco/bbox_mAP'], rec['coco/segm_mAP']))
-    return curve
 
 
 def main() -> None:
@@ -71,7 +55,8 @@ def main() -> None:
                         '--cfg-options', *options], check=True, stdout=subprocess.DEVNULL,
                        env=dict(os.environ, PYTHONWARNINGS='ignore'))
         wall[name] = time.time() - start
-        curves[name] = read_curve(work_dir, args.val_interval, args.iters)
+        curves[name] = [(p['iter'], p['box AP'], p['mask AP']) for p in read_curve(
+            work_dir, args.val_interval, args.iters, last_run_only=True)]
     with open(osp.join(args.work_dir, 'curves.json'), 'w') as f:
         json.dump(dict(curves=curves, wall_s=wall, args=vars(args)), f, indent=1)
     names = list(PAIR)

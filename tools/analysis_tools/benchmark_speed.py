@@ -10,7 +10,6 @@ Example::
 """
 import argparse
 import json
-import os.path as osp
 import statistics
 import subprocess
 import sys
@@ -35,10 +34,8 @@ def build(config: str, device: str, size: int):
 
     import mmdet_maskdino  # noqa: F401
     from mmdet.registry import MODELS
-    if config.startswith('mmdet::'):  # a config shipped inside the mmdet package
-        import mmdet
-        config = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', config[len('mmdet::'):])
-    cfg = Config.fromfile(config)
+    from mmdet_maskdino.benchmarks.zoo import resolve_config
+    cfg = Config.fromfile(resolve_config(config))  # mmdet::x.py: a config shipped in mmdet
     init_default_scope('mmdet')
     cfg.model.backbone.init_cfg = None
     for aug in cfg.model.data_preprocessor.get('batch_augments') or []:

@@ -12,7 +12,6 @@ Example::
     python tools/analysis_tools/memorise_coco128.py --num-images 8 --iters 600 --val-interval 200
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
@@ -26,6 +25,7 @@ from mmengine.registry import init_default_scope
 
 import mmdet_maskdino  # noqa: F401
 from mmdet.registry import DATASETS
+from mmdet_maskdino.benchmarks.zoo import read_curve
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEFAULT_DATA = osp.join(REPO, '..', 'shared', 'data', 'coco128')
@@ -70,21 +70,12 @@ def build_config(data_root: str, num_images: int, iters: int, val_interval: int,
         ann_file='annotations/panoptic_train2017.json',
         data_prefix=dict(img='train2017/', seg='annotations/panoptic_train2017/'),
         indices=num_images, filter_cfg=None, metainfo=None)
-    train_pipeline = [
-        dict(type='LoadImageFromFile', to_float32=True),
-        dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True, with_seg=True),
-        dict(type='Resize', scale=size, keep_ratio=True),
-        dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-5, 1e-5), by_mask=True,
-             keep_empty=False),
-        dict(type='PackDetInputs')
-    ]
-    test_pipeline = [
-        dict(type='LoadImageFromFile', to_float32=True),
-        dict(type='Resize', scale=size, keep_ratio=True),
-        dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True, with_seg=True),
-        dict(type='PackDetInputs',
-             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
-    ]
+    # the demo config's pipelines at this size, without augmentation (train = eval images)
+    train_pipeline = [t for t in cfg.train_dataloader.dataset.pipeline if t.type != 'RandomFlip']
+    test_pipeline = cfg.val_dataloader.dataset.pipeline
+    for transform in train_pipeline + test_pipeline:
+        if transform.type == 'Resize':
+            transform.scale = size
     cfg.train_dataloader.dataset = dict(common, pipeline=train_pipeline)
     cfg.train_dataloader.batch_size = min(4, num_images)
     cfg.val_dataloader.dataset = dict(common, pipeline=test_pipeline, test_mode=True)
@@ -104,19 +95,6 @@ def build_config(data_root: str, num_images: int, iters: int, val_interval: int,
     cfg.default_hooks.checkpoint.interval = iters
     cfg.default_hooks.logger.interval = 50
     return cfg
-
-
-def read_curve(work_dir: str, val_interval: int, iters: int) -> list:
-    """``[(iter, {metric: value})]`` from the run's scalars.json (validation records in order)."""
-    (path, ) = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))[-1:]
-    curve = []
-    with open(path) as f:
-        for line in f:
-            rec = json.loads(line)
-            if 'coco_panoptic/PQ' in rec:
-                step = min((len(curve) + 1) * val_interval, iters)
-                curve.append((step, {name: rec.get(key) for name, key in METRICS}))
-    return curve
 
 
 def main() -> None:
@@ -154,14 +132,15 @@ def main() -> None:
     if proc.returncode != 0:
         sys.exit(proc.returncode)
     wall = time.time() - start
-    curve = read_curve(args.work_dir, args.val_interval, args.iters)
+    curve = read_curve(args.work_dir, args.val_interval, args.iters, keys=dict(METRICS),
+                       last_run_only=True)
     print(f'\n### Memorisation on {args.num_images} coco128 images (train = eval), '
           f'{args.image_size}px, {args.iters} iterations, {wall / 60:.1f} min on this CPU\n')
     print('| iter | ' + ' | '.join(name for name, _ in METRICS) + ' |')
     print('|---|' + '---|' * len(METRICS))
-    for step, values in curve:
-        cells = [f'{values[n]:.3f}' if values[n] is not None else '-' for n, _ in METRICS]
-        print(f'| {step} | ' + ' | '.join(cells) + ' |')
+    for point in curve:
+        cells = [f'{point[n]:.3f}' if point[n] is not None else '-' for n, _ in METRICS]
+        print(f'| {point["iter"]} | ' + ' | '.join(cells) + ' |')
     print('\nPQ and mIoU in %, AP in [0, 1] (mmdet conventions).')
 
 

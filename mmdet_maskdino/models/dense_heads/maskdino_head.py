@@ -113,7 +113,9 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
         else:
             self.query_feat = nn.Embedding(num_queries, embed_dims)
             self.query_embed = nn.Embedding(num_queries, 4)
-        self._init_losses(loss_cls, loss_bbox, loss_iou, loss_mask, loss_dice, train_cfg or {})
+        self.train_cfg = train_cfg or {}
+        self.test_cfg = test_cfg or {}
+        self._init_losses(loss_cls, loss_bbox, loss_iou, loss_mask, loss_dice, self.train_cfg)
         # sigmoid (focal) logits, or softmax logits with a last no-object column (CE)
         self.use_sigmoid_cls = bool(getattr(self.loss_cls, 'use_sigmoid', False))
         self.cls_out_channels = self.num_classes + (0 if self.use_sigmoid_cls else 1)
@@ -125,8 +127,6 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
         self.dn_generator = None if dn_cfg is None else MaskDINODnQueryGenerator(
             num_classes=self.num_classes, embed_dims=embed_dims, num_matching_queries=num_queries,
             **dn_cfg)
-        self.train_cfg = train_cfg or {}
-        self.test_cfg = test_cfg or {}
 
     def init_weights(self) -> None:
         self.pixel_decoder.init_weights()
