@@ -1,7 +1,9 @@
 """Convert the authors' detectron2 Mask DINO checkpoints to this plugin's state dict.
 
 Upstream keys live under ``sem_seg_head.pixel_decoder.*`` (``MaskDINOEncoder``),
-``sem_seg_head.predictor.*`` (``MaskDINODecoder``) and ``backbone.*`` (detectron2 ResNet). The mapping
+``sem_seg_head.predictor.*`` (``MaskDINODecoder``) and ``backbone.*`` (detectron2 ResNet, or the
+``D2SwinTransformer`` of the Swin-L models, whose keys are the original Swin's; those go through
+mmdet's own ``swin_converter``, which also reorders the patch-merging weights). The mapping
 is explicit, rule by rule; every upstream key must be consumed by exactly one rule, and tied (aliased)
 upstream tensors -- the box MLP shared by every decoder layer and the encoder head, the decoder norm
 -- must really be equal, else conversion fails listing what is wrong.
@@ -51,6 +53,21 @@ def _conv_gn(rest: str) -> str:
 def _c2_conv(rest: str) -> str:
     """detectron2 ``Conv2d(norm=GN)``: ``weight`` / ``norm.*`` -> ConvModule ``conv.weight`` / ``gn.*``."""
     return 'gn.' + rest[len('norm.'):] if rest.startswith('norm.') else 'conv.' + rest
+
+
+#: every parameter / buffer name of the original Swin Transformer (as detectron2 stores it).
+_SWIN_KEY = re.compile(
+    r'backbone\.(patch_embed\.(proj|norm)\.(weight|bias)'
+    r'|layers\.\d+\.blocks\.\d+\.(norm[12]|attn\.(qkv|proj)|mlp\.fc[12])\.(weight|bias)'
+    r'|layers\.\d+\.blocks\.\d+\.attn\.relative_position_(bias_table|index)'
+    r'|layers\.\d+\.downsample\.(reduction\.weight|norm\.(weight|bias))'
+    r'|norm\d+\.(weight|bias)|absolute_pos_embed)$')
+
+
+def _swin_backbone(sd: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Original-Swin ``backbone.*`` keys -> mmdet ``SwinTransformer`` keys (mmdet's converter)."""
+    from mmdet.models.backbones.swin import swin_converter
+    return swin_converter({k[len('backbone.'):]: v for k, v in sd.items()})
 
 
 def _backbone(key: str) -> Optional[str]:
@@ -123,7 +140,8 @@ def describe_upstream(sd: Dict[str, Tensor]) -> Dict[str, object]:
     Returns:
         dict: ``num_levels`` (encoder levels), ``num_extra_levels`` (3x3 stride-2 levels),
         ``level_order`` ('low2high' / 'high2low'), ``num_classes``, ``num_encoder_layers``,
-        ``num_decoder_layers``, ``embed_dims``, ``has_backbone``, ``two_stage`` (query selection:
+        ``num_decoder_layers``, ``embed_dims``, ``has_backbone``, ``backbone`` (``'resnet'``,
+        ``'swin'`` or None), ``two_stage`` (query selection:
         ``enc_output`` present) and ``num_learnable_queries`` (rows of ``query_feat``; 0 if none).
         ``num_classes`` is the class head's width: classes + 1 for the CE-trained semantic model.
     """
@@ -150,6 +168,8 @@ def describe_upstream(sd: Dict[str, Tensor]) -> Dict[str, object]:
                 num_decoder_layers=count(re.escape(PR) + r'decoder\.layers\.(\d+)\.'),
                 embed_dims=sd[PD + 'transformer.level_embed'].shape[1],
                 has_backbone=any(k.startswith('backbone.') for k in sd),
+                backbone='swin' if any(_SWIN_KEY.match(k) for k in sd) else
+                'resnet' if any(k.startswith('backbone.res') for k in sd) else None,
                 two_stage=PR + 'enc_output.weight' in sd,
                 num_learnable_queries=sd[PR + 'query_feat.weight'].shape[0]
                 if PR + 'query_feat.weight' in sd else 0)
@@ -176,9 +196,12 @@ def convert_upstream_state_dict(sd: Dict[str, Tensor], head_prefix: str = 'panop
     for key, value in _tied(sd, _NORM_ALIASES, 'decoder.norm', errors).items():
         out[head_prefix + key] = value
     tied = {k for k in sd if any(p.match(k) for p in _BOX_ALIASES + _NORM_ALIASES)}
+    swin = {k: v for k, v in sd.items() if _SWIN_KEY.match(k)}
+    out.update(_swin_backbone(swin) if swin else {})
     unknown = []
     for key, value in sd.items():
-        if key in tied or key.startswith('criterion.') or key in ('pixel_mean', 'pixel_std'):
+        if key in tied or key in swin or key.startswith('criterion.') or \
+                key in ('pixel_mean', 'pixel_std'):
             continue
         if key.startswith('backbone.'):
             new = _backbone(key)

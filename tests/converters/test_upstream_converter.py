@@ -126,3 +126,105 @@ def test_untied_alias_and_unknown_keys_are_listed():
 def test_not_a_maskdino_checkpoint():
     with pytest.raises(ConversionError, match='not an upstream Mask DINO checkpoint'):
         describe_upstream({'conv.weight': torch.zeros(1)})
+
+
+def original_swin_state_dict(embed_dims: int, depths, num_heads, window_size: int,
+                             seed: int = 0) -> dict:
+    """Random weights under the original Swin Transformer's names, as detectron2's
+    ``D2SwinTransformer`` (upstream's Swin-L models) stores them under ``backbone.``; shapes written
+    out from the Swin layout (patch 4, MLP ratio 4, patch merging 4C -> 2C, out norms on every
+    stage).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+
+    def add(name, *shape):
+        sd['backbone.' + name] = torch.randn(shape, generator=gen)
+
+    add('patch_embed.proj.weight', embed_dims, 3, 4, 4)
+    add('patch_embed.proj.bias', embed_dims)
+    add('patch_embed.norm.weight', embed_dims)
+    add('patch_embed.norm.bias', embed_dims)
+    for i, (depth, heads) in enumerate(zip(depths, num_heads)):
+        dim = embed_dims * 2**i
+        for j in range(depth):
+            b = f'layers.{i}.blocks.{j}.'
+            for norm in ('norm1', 'norm2'):
+                add(b + norm + '.weight', dim)
+                add(b + norm + '.bias', dim)
+            add(b + 'attn.relative_position_bias_table', (2 * window_size - 1)**2, heads)
+            sd['backbone.' + b + 'attn.relative_position_index'] = torch.randint(
+                0, (2 * window_size - 1)**2, (window_size**2, window_size**2), generator=gen)
+            add(b + 'attn.qkv.weight', 3 * dim, dim)
+            add(b + 'attn.qkv.bias', 3 * dim)
+            add(b + 'attn.proj.weight', dim, dim)
+            add(b + 'attn.proj.bias', dim)
+            add(b + 'mlp.fc1.weight', 4 * dim, dim)
+            add(b + 'mlp.fc1.bias', 4 * dim)
+            add(b + 'mlp.fc2.weight', dim, 4 * dim)
+            add(b + 'mlp.fc2.bias', dim)
+        if i < len(depths) - 1:
+            add(f'layers.{i}.downsample.reduction.weight', 2 * dim, 4 * dim)
+            add(f'layers.{i}.downsample.norm.weight', 4 * dim)
+            add(f'layers.{i}.downsample.norm.bias', 4 * dim)
+        add(f'norm{i}.weight', dim)
+        add(f'norm{i}.bias', dim)
+    return sd
+
+
+@needs_fixtures
+def test_swin_large_checkpoint_converts_to_the_swin_config():
+    """Upstream's Swin-L instance model: the original Swin backbone keys + the released head's keys
+    give exactly the plugin Swin-L model's keys, and the backbone loads strictly."""
+    head = {k: v for k, v in random_upstream(
+        'r50_instance_3s_dowsample1_2048_state_dict_keys.txt').items()
+        if not k.startswith('backbone.')}
+    swin = original_swin_state_dict(192, (2, 2, 18, 2), (6, 12, 24, 48), 12)
+    sd = {**swin, **head}
+    assert describe_upstream(sd)['backbone'] == 'swin'
+    converted = convert_upstream_state_dict(sd)
+    init_default_scope('mmdet')
+    cfg = get_repo_config('maskdino/maskdino_swin-l-p4-w12-384-in21k_8xb2-lsj-50e_coco.py')
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    assert set(converted) == set(model.state_dict())
+    backbone = {k[len('backbone.'):]: v for k, v in converted.items() if k.startswith('backbone.')}
+    model.backbone.load_state_dict(backbone, strict=True)
+    state = model.state_dict()
+    assert torch.equal(state['backbone.stages.2.blocks.17.attn.w_msa.qkv.weight'],
+                       swin['backbone.layers.2.blocks.17.attn.qkv.weight'])
+    assert torch.equal(state['backbone.stages.3.blocks.1.ffn.layers.0.0.weight'],
+                       swin['backbone.layers.3.blocks.1.mlp.fc1.weight'])
+    assert torch.equal(state['backbone.patch_embed.projection.bias'],
+                       swin['backbone.patch_embed.proj.bias'])
+
+
+def test_swin_patch_merging_matches_the_original_order():
+    """Swin merges 2x2 neighbours as cat(x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2],
+    x[1::2, 1::2]) -> LayerNorm -> Linear; mmdet's unfold-based merging must give the same numbers
+    with the converted weights."""
+    from mmdet.models.backbones import SwinTransformer
+    init_default_scope('mmdet')
+    swin = original_swin_state_dict(8, (1, 1), (1, 2), 2, seed=3)
+    converted = convert_upstream_state_dict(swin)
+    model = SwinTransformer(embed_dims=8, depths=(1, 1), num_heads=(1, 2), window_size=2,
+                            strides=(4, 2), out_indices=(0, 1), pretrain_img_size=16)
+    model.load_state_dict({k[len('backbone.'):]: v for k, v in converted.items()}, strict=True)
+    x = torch.randn(2, 4 * 6, 8, generator=torch.Generator().manual_seed(4))  # (B, H*W, C), 4x6
+    merged, hw = model.stages[0].downsample(x, (4, 6))
+    grid = x.view(2, 4, 6, 8)
+    cat = torch.cat([grid[:, 0::2, 0::2], grid[:, 1::2, 0::2], grid[:, 0::2, 1::2],
+                     grid[:, 1::2, 1::2]], -1).view(2, 6, 32)
+    prefix = 'backbone.layers.0.downsample.'
+    normed = torch.nn.functional.layer_norm(cat, (32, ), swin[prefix + 'norm.weight'],
+                                            swin[prefix + 'norm.bias'])
+    expected = normed @ swin[prefix + 'reduction.weight'].T
+    assert tuple(hw) == (2, 3)
+    assert torch.allclose(merged, expected, atol=1e-5)
+
+
+def test_unknown_swin_key_is_listed():
+    swin = original_swin_state_dict(8, (1, 1), (1, 2), 2)
+    swin['backbone.layers.0.blocks.0.attn.mystery'] = torch.zeros(1)
+    with pytest.raises(ConversionError, match=r'backbone\.layers\.0\.blocks\.0\.attn\.mystery'):
+        convert_upstream_state_dict(swin)

@@ -1,13 +1,16 @@
-"""Learning benchmark: Mask DINO vs mmdet's Mask2Former, same backbone, data, budget and seed.
+"""Learning benchmark: Mask DINO vs mmdet's Mask2Former, same backbone, data, budget and seeds.
 
 Both demo configs use ResNet-18 from scratch, 64 channels, 2 encoder / 3 decoder layers, 30 queries,
-128x128 images, batch 4, AdamW 1e-3, the same iterations and seed, on the generated shapes train split;
-both are evaluated with CocoMetric on its val split every ``--val-interval`` iterations. Prints the AP
-curves as a markdown table (and writes them as json next to the work dirs).
+128x128 images, batch 4, AdamW 1e-3, the same iterations and seeds, on a generated shapes train
+split (``--num-train`` images); both are evaluated with CocoMetric on its val split (``--num-val`` images)
+every ``--val-interval`` iterations. With several ``--seeds`` it prints the mean +- std of box and
+mask AP per evaluation and each seed's final AP (AP on a few hundred synthetic images moves by
+several points from seed to seed, so one seed decides nothing). Curves go to ``curves.json`` in
+``--work-dir``.
 
 Example::
 
-    python tools/analysis_tools/benchmark_learning.py --iters 300 --val-interval 100
+    python tools/analysis_tools/benchmark_learning.py --iters 600 --val-interval 200 --seeds 0 1 2
 """
 import argparse
 import json
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import time
 
+from mmdet_maskdino.benchmarks.learning import summarise_seeds
 from mmdet_maskdino.benchmarks.zoo import read_curve
 
 PAIR = {
@@ -25,47 +29,67 @@ PAIR = {
 }
 
 
+def train_and_read(config: str, work_dir: str, args: argparse.Namespace, seed: int) -> list:
+    """Train one config with one seed through ``tools/train.py``; return its AP curve."""
+    ann = osp.join(args.data_root, 'annotations/instances_val.json')
+    options = [
+        f'train_cfg.max_iters={args.iters}', f'train_cfg.val_interval={args.val_interval}',
+        f'param_scheduler.end={args.iters}',
+        f'param_scheduler.milestones=[{int(args.iters * 5 / 6)}]',
+        f'default_hooks.checkpoint.interval={args.iters}', f'randomness.seed={seed}',
+        f'train_dataloader.dataset.data_root={args.data_root}',
+        f'val_dataloader.dataset.data_root={args.data_root}', f'val_evaluator.ann_file={ann}'
+    ]
+    subprocess.run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
+                    '--cfg-options', *options], check=True, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    return [(p['iter'], p['box AP'], p['mask AP']) for p in read_curve(
+        work_dir, args.val_interval, args.iters, last_run_only=True)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--iters', type=int, default=300)
     parser.add_argument('--val-interval', type=int, default=100)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--data-root', default='data/shapes/')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0])
+    parser.add_argument('--num-train', type=int, default=64)
+    parser.add_argument('--num-val', type=int, default=16)
+    parser.add_argument('--data-root', default=None,
+                        help='default: data/shapes_<num-train>_<num-val>/ (generated once)')
     parser.add_argument('--work-dir', default='work_dirs/benchmark_learning')
     args = parser.parse_args()
+    args.data_root = args.data_root or f'data/shapes_{args.num_train}_{args.num_val}/'
 
     subprocess.run([sys.executable, 'tools/dataset_converters/make_shapes_dataset.py',
-                    args.data_root, '--num-train', '64', '--num-val', '16', '--size', '128',
-                    '128'], check=True)
-    ann = osp.join(args.data_root, 'annotations/instances_val.json')
-    curves, wall = {}, {}
-    for name, config in PAIR.items():
-        work_dir = osp.join(args.work_dir, osp.splitext(osp.basename(config))[0])
-        options = [
-            f'train_cfg.max_iters={args.iters}', f'train_cfg.val_interval={args.val_interval}',
-            f'param_scheduler.end={args.iters}',
-            f'param_scheduler.milestones=[{int(args.iters * 5 / 6)}]',
-            f'default_hooks.checkpoint.interval={args.iters}', f'randomness.seed={args.seed}',
-            f'train_dataloader.dataset.data_root={args.data_root}',
-            f'val_dataloader.dataset.data_root={args.data_root}', f'val_evaluator.ann_file={ann}'
-        ]
-        start = time.time()
-        print(f'[benchmark_learning] training {name} ({config}) ...', flush=True)
-        subprocess.run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
-                        '--cfg-options', *options], check=True, stdout=subprocess.DEVNULL,
-                       env=dict(os.environ, PYTHONWARNINGS='ignore'))
-        wall[name] = time.time() - start
-        curves[name] = [(p['iter'], p['box AP'], p['mask AP']) for p in read_curve(
-            work_dir, args.val_interval, args.iters, last_run_only=True)]
-    with open(osp.join(args.work_dir, 'curves.json'), 'w') as f:
-        json.dump(dict(curves=curves, wall_s=wall, args=vars(args)), f, indent=1)
+                    args.data_root, '--num-train', str(args.num_train), '--num-val',
+                    str(args.num_val), '--size', '128', '128'], check=True)
+    curves = {name: {} for name in PAIR}
+    wall = {name: 0.0 for name in PAIR}
+    for seed in args.seeds:  # seeds outermost: an interrupted run still has matched pairs
+        for name, config in PAIR.items():
+            stem = osp.splitext(osp.basename(config))[0]
+            work_dir = osp.join(args.work_dir, f'{stem}_seed{seed}')
+            print(f'[benchmark_learning] seed {seed}: training {name} ({config}) ...', flush=True)
+            start = time.time()
+            curves[name][seed] = train_and_read(config, work_dir, args, seed)
+            wall[name] += time.time() - start
+            with open(osp.join(args.work_dir, 'curves.json'), 'w') as f:
+                json.dump(dict(curves=curves, wall_s=wall, args=vars(args)), f, indent=1)
+
     names = list(PAIR)
-    print(f'\n### Learning on generated shapes (train 64 / val 16, 128x128), {args.iters} iterations, '
-          f'seed {args.seed}\n')
+    summary = {n: summarise_seeds(curves[n]) for n in names}
+    print(f'\n### Learning on generated shapes (train {args.num_train} / val {args.num_val}, '
+          f'128x128), {args.iters} iterations, seeds {args.seeds} (mean +- std)\n')
     print('| iter | ' + ' | '.join(f'{n} box AP | {n} mask AP' for n in names) + ' |')
     print('|---|' + '---|---|' * len(names))
-    for rows in zip(*(curves[n] for n in names)):
-        print(f'| {rows[0][0]} | ' + ' | '.join(f'{r[1]:.3f} | {r[2]:.3f}' for r in rows) + ' |')
+    for rows in zip(*(summary[n] for n in names)):
+        cells = [f'{r["box_mean"]:.3f} +- {r["box_std"]:.3f} | '
+                 f'{r["mask_mean"]:.3f} +- {r["mask_std"]:.3f}' for r in rows]
+        print(f'| {rows[0]["iter"]} | ' + ' | '.join(cells) + ' |')
+    print('\nfinal AP per seed (box / mask):')
+    for n in names:
+        print(f'- {n}: ' + ', '.join(f'seed {s} {c[-1][1]:.3f} / {c[-1][2]:.3f}'
+                                     for s, c in curves[n].items() if c))
     print('\nwall time: ' + ', '.join(f'{n} {wall[n]:.0f}s' for n in names))
 
 

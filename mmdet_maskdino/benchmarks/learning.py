@@ -1,0 +1,34 @@
+"""Learning-curve statistics over seeds (the learning benchmark's table)."""
+import statistics
+from typing import Dict, List, Sequence, Tuple
+
+#: One evaluation: ``(iteration, box AP, mask AP)``.
+CurvePoint = Tuple[int, float, float]
+
+
+def summarise_seeds(curves: Dict[int, Sequence[CurvePoint]]) -> List[dict]:
+    """Mean and sample standard deviation of box / mask AP per iteration over seeds.
+
+    Only iterations evaluated in every seed's curve are summarised (a crashed or shorter run does
+    not silently shift the mean).
+
+    Args:
+        curves (dict): ``{seed: [(iter, box_ap, mask_ap), ...]}``.
+
+    Returns:
+        list[dict]: One dict per common iteration, ascending: ``iter``, ``n`` (seeds),
+        ``box_mean``, ``box_std``, ``mask_mean``, ``mask_std`` (std 0.0 with one seed).
+    """
+    if not curves:
+        return []
+    by_iter = [{it: (box, mask) for it, box, mask in curve} for curve in curves.values()]
+    common = sorted(set.intersection(*(set(c) for c in by_iter)))
+    rows = []
+    for it in common:
+        boxes = [c[it][0] for c in by_iter]
+        masks = [c[it][1] for c in by_iter]
+        rows.append(dict(iter=it, n=len(boxes), box_mean=statistics.fmean(boxes),
+                         box_std=statistics.stdev(boxes) if len(boxes) > 1 else 0.0,
+                         mask_mean=statistics.fmean(masks),
+                         mask_std=statistics.stdev(masks) if len(masks) > 1 else 0.0))
+    return rows
