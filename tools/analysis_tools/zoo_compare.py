@@ -9,7 +9,8 @@ FLOPs. Writes ``table.md``, ``ap_vs_iter.png`` and ``cost.png`` to ``--work-dir`
 table. Run it again with the same options to resume an interrupted comparison (finished stages are
 kept in ``state.json``; an interrupted training resumes from its last checkpoint).
 
-Example (the README's table; generates the shapes dataset first)::
+Example (a quick look; generates the shapes dataset first; docs/model_zoo.md has the command of the
+README's table)::
 
     python tools/analysis_tools/zoo_compare.py --iters 300 --val-interval 100
 """
