@@ -197,7 +197,8 @@ def convert_upstream_state_dict(sd: Dict[str, Tensor], head_prefix: str = 'panop
         out[head_prefix + key] = value
     tied = {k for k in sd if any(p.match(k) for p in _BOX_ALIASES + _NORM_ALIASES)}
     swin = {k: v for k, v in sd.items() if _SWIN_KEY.match(k)}
-    out.update(_swin_backbone(swin) if swin else {})
+    if swin:
+        out.update(_swin_backbone(swin))
     unknown = []
     for key, value in sd.items():
         if key in tied or key in swin or key.startswith('criterion.') or \
