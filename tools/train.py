@@ -12,7 +12,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmdet_maskdino.utils import init_cpu_distributed
+from mmdet_maskdino.utils import close_distributed, init_cpu_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,8 +51,11 @@ def build_cfg(args: argparse.Namespace) -> Config:
 def main() -> None:
     cfg = build_cfg(parse_args())
     init_cpu_distributed(cfg)  # gloo on CPU-only machines (mmengine assumes CUDA)
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    runner.train()
+    try:
+        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+        runner.train()
+    finally:
+        close_distributed()  # a live gloo group can abort the interpreter's shutdown
 
 
 if __name__ == '__main__':
