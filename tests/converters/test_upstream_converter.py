@@ -38,6 +38,12 @@ def random_upstream(keys_file: str) -> dict:
     return sd
 
 
+def assert_copied(state: dict, upstream: dict, pairs: dict) -> None:
+    """Each ``{plugin key: upstream key}`` pair holds the very same values after conversion."""
+    for ours, theirs in pairs.items():
+        assert torch.equal(state[ours], upstream[theirs]), f'{ours} != upstream {theirs}'
+
+
 def _model(config: str, **head):
     init_default_scope('mmdet')
     cfg = get_repo_config(config)
@@ -67,16 +73,15 @@ def test_full_size_key_lists_convert_and_load_strictly(keys_file, config, head, 
     load_converted(model, converted)
     state = model.state_dict()
     # spot-check values landed where they belong
-    assert torch.equal(state['panoptic_head.cls_branch.weight'],
-                       sd['sem_seg_head.predictor.class_embed.weight'])
-    assert torch.equal(state['panoptic_head.reg_branch.layers.2.bias'],
-                       sd['sem_seg_head.predictor._bbox_embed.layers.2.bias'])
-    assert torch.equal(state['panoptic_head.decoder.layers.3.norms.0.weight'],
-                       sd['sem_seg_head.predictor.decoder.layers.3.norm2.weight'])
-    assert torch.equal(state['backbone.layer3.5.bn3.running_var'],
-                       sd['backbone.res4.5.conv3.norm.running_var'])
-    assert torch.equal(state['backbone.layer1.0.downsample.0.weight'],
-                       sd['backbone.res2.0.shortcut.weight'])
+    assert_copied(state, sd, {
+        'panoptic_head.cls_branch.weight': 'sem_seg_head.predictor.class_embed.weight',
+        'panoptic_head.reg_branch.layers.2.bias':
+        'sem_seg_head.predictor._bbox_embed.layers.2.bias',
+        'panoptic_head.decoder.layers.3.norms.0.weight':
+        'sem_seg_head.predictor.decoder.layers.3.norm2.weight',
+        'backbone.layer3.5.bn3.running_var': 'backbone.res4.5.conv3.norm.running_var',
+        'backbone.layer1.0.downsample.0.weight': 'backbone.res2.0.shortcut.weight',
+    })
 
 
 @needs_fixtures
@@ -99,9 +104,11 @@ def test_one_stage_semantic_model_converts_and_loads_strictly():
     model = _model('maskdino/maskdino_r50_8xb2-160k_ade20k-semantic.py')
     load_converted(model, convert_upstream_state_dict(sd))
     state = model.state_dict()
-    assert torch.equal(state['panoptic_head.query_feat.weight'], sd[pr + 'query_feat.weight'])
-    assert torch.equal(state['panoptic_head.query_embed.weight'], sd[pr + 'query_embed.weight'])
-    assert torch.equal(state['panoptic_head.cls_branch.bias'], sd[pr + 'class_embed.bias'])
+    assert_copied(state, sd, {
+        'panoptic_head.query_feat.weight': pr + 'query_feat.weight',
+        'panoptic_head.query_embed.weight': pr + 'query_embed.weight',
+        'panoptic_head.cls_branch.bias': pr + 'class_embed.bias',
+    })
 
 
 @needs_fixtures
@@ -191,12 +198,13 @@ def test_swin_large_checkpoint_converts_to_the_swin_config():
     backbone = {k[len('backbone.'):]: v for k, v in converted.items() if k.startswith('backbone.')}
     model.backbone.load_state_dict(backbone, strict=True)
     state = model.state_dict()
-    assert torch.equal(state['backbone.stages.2.blocks.17.attn.w_msa.qkv.weight'],
-                       swin['backbone.layers.2.blocks.17.attn.qkv.weight'])
-    assert torch.equal(state['backbone.stages.3.blocks.1.ffn.layers.0.0.weight'],
-                       swin['backbone.layers.3.blocks.1.mlp.fc1.weight'])
-    assert torch.equal(state['backbone.patch_embed.projection.bias'],
-                       swin['backbone.patch_embed.proj.bias'])
+    assert_copied(state, swin, {
+        'backbone.stages.2.blocks.17.attn.w_msa.qkv.weight':
+        'backbone.layers.2.blocks.17.attn.qkv.weight',
+        'backbone.stages.3.blocks.1.ffn.layers.0.0.weight':
+        'backbone.layers.3.blocks.1.mlp.fc1.weight',
+        'backbone.patch_embed.projection.bias': 'backbone.patch_embed.proj.bias',
+    })
 
 
 def test_swin_patch_merging_matches_the_original_order():
