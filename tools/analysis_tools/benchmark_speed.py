@@ -1,12 +1,15 @@
 """Speed benchmark: Mask DINO R50 vs mmdet's Mask2Former R50 (inference, training step, memory).
 
-Inference: both models in this process, on the same 512x512 image, timed alternately (A, B, A, B, ...)
-after warm-up; the table reports medians and the ratio. Training step time and peak memory are measured
-in a fresh subprocess per model (peak RSS on CPU, ``max_memory_allocated`` on CUDA). Prints markdown.
+Inference: every model in this process, on the same 512x512 image, timed alternately (A, B, A, B,
+...) after warm-up; the table reports medians and the ratio. Training: 2 generated images with 10-30
+objects each (``mmdet_maskdino.benchmarks.speed``), at 512 and 1024 (the LSJ size); one persistent
+worker process per model, the workers step in turn (A, B, A, B, ...), so step times are measured side
+by side and each process has its own peak memory (peak RSS on CPU, ``max_memory_allocated`` on CUDA).
+Prints markdown tables.
 
 Example::
 
-    python tools/analysis_tools/benchmark_speed.py --repeats 7 --train-steps 3
+    python tools/analysis_tools/benchmark_speed.py --train-sizes 512 1024 --train-steps 5
 """
 import argparse
 import json
@@ -25,6 +28,10 @@ MODELS_TO_COMPARE = {
     'Mask2Former R50 (mmdet)': 'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco.py',
 }
 REFERENCE = 'Mask2Former R50 (mmdet)'
+MARK = '@@benchmark '  # prefix of a worker's result lines
+#: trained side by side (the issue's protocol: the released model against Mask2Former)
+TRAIN_MODELS = {k: MODELS_TO_COMPARE[k] for k in (
+    'Mask DINO R50 (4 levels, enc FFN 2048)', REFERENCE)}
 
 
 def build(config: str, device: str, size: int):
@@ -80,15 +87,19 @@ def time_inference(models: Dict[str, torch.nn.Module], size: int, device: str, w
     return times
 
 
-def train_worker(config: str, size: int, device: str, steps: int) -> None:
-    """Subprocess body: time ``steps`` training steps after one warm-up, print a json line."""
+def train_worker(config: str, size: int, device: str, data_root: str) -> None:
+    """Subprocess body: build ``config``, one warm-up step, then one timed training step per
+    ``step`` line read from stdin (a json line each); ``stop`` prints the peak memory and exits."""
     import resource
+
+    from mmdet_maskdino.benchmarks.speed import crowded_images, training_batch
     torch.manual_seed(0)
     model = build(config, device, size).train()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    batch = make_batch(model, size, device, training=True)
-    times = []
-    for i in range(steps + 1):
+    images = crowded_images(data_root, size)
+    batch = training_batch(model, images, device)
+
+    def step() -> float:
         if device == 'cuda':
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -99,49 +110,112 @@ def train_worker(config: str, size: int, device: str, steps: int) -> None:
         optim.step()
         if device == 'cuda':
             torch.cuda.synchronize()
-        if i > 0:
-            times.append(time.perf_counter() - start)
+        return time.perf_counter() - start
+
+    step()  # warm-up
+    print(MARK + json.dumps(dict(ready=True, objects=[len(i.labels) for i in images],
+                          params_m=sum(p.numel() for p in model.parameters()) / 1e6)), flush=True)
+    for line in sys.stdin:
+        if line.strip() != 'step':
+            break
+        print(MARK + json.dumps(dict(step_s=step())), flush=True)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == 'cuda' else
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    print(json.dumps(dict(step_s=statistics.median(times), peak_mib=peak,
-                          params_m=sum(p.numel() for p in model.parameters()) / 1e6)))
+    print(MARK + json.dumps(dict(peak_mib=peak)), flush=True)
+
+
+def _reply(proc: subprocess.Popen) -> dict:
+    """The worker's next result line (other output, e.g. MMEngine's logs, is skipped)."""
+    for line in proc.stdout:
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    raise RuntimeError(f'benchmark worker {proc.args} died (exit {proc.wait()}); '
+                       'out of memory?')
+
+
+def time_training(configs: Dict[str, str], size: int, device: str, steps: int,
+                  data_root: str) -> Dict[str, dict]:
+    """Training step times (models alternated, one step each per round) and peak memory.
+
+    One persistent worker process per model (so each has its own peak memory); workers are started
+    and warmed up one after the other, then step in turn, so no two steps overlap.
+    """
+    procs, out = {}, {}
+    for name, config in configs.items():
+        procs[name] = subprocess.Popen(
+            [sys.executable, __file__, '--worker', config, '--size', str(size), '--device',
+             device, '--data-root', data_root], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True)
+        out[name] = dict(_reply(procs[name]), times=[])
+    for _ in range(steps):
+        for name, proc in procs.items():
+            proc.stdin.write('step\n')
+            proc.stdin.flush()
+            out[name]['times'].append(_reply(proc)['step_s'])
+    for name, proc in procs.items():
+        proc.stdin.write('stop\n')
+        proc.stdin.flush()
+        out[name].update(_reply(proc))
+        proc.wait()
+    return out
+
+
+def print_training_table(results: Dict[str, dict], size: int, device: str, steps: int) -> None:
+    ref = statistics.median(results[REFERENCE]['times'])
+    ref_mem = results[REFERENCE]['peak_mib']
+    objects = next(iter(results.values()))['objects']
+    print(f'\n### Training step, 2 images {size}x{size} ({" and ".join(map(str, objects))} objects), '
+          f'device={device}, torch {torch.__version__}, threads={torch.get_num_threads()}\n')
+    print('| model | params (M) | step median (s) | min / max (s) | time vs Mask2Former | '
+          'peak memory (MiB) | memory vs Mask2Former |')
+    print('|---|---|---|---|---|---|---|')
+    for name, r in results.items():
+        med = statistics.median(r['times'])
+        print(f'| {name} | {r["params_m"]:.1f} | {med:.2f} | {min(r["times"]):.2f} / '
+              f'{max(r["times"]):.2f} | {med / ref:.2f}x | {r["peak_mib"]:.0f} | '
+              f'{r["peak_mib"] / ref_mem:.2f}x |')
+    print(f'\nMedian of {steps} steps after 1 warm-up step, models alternated step by step, one '
+          'process per model (peak memory = its peak RSS on CPU, max allocated on CUDA).')
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--size', type=int, default=512)
+    parser.add_argument('--size', type=int, default=512, help='inference image size')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--train-steps', type=int, default=3)
+    parser.add_argument('--train-sizes', type=int, nargs='*', default=[512, 1024],
+                        help='training image sizes (none: skip training)')
+    parser.add_argument('--train-steps', type=int, default=5)
+    parser.add_argument('--skip-inference', action='store_true')
+    parser.add_argument('--data-root', default='data/shapes_bench',
+                        help='generated images go to DATA_ROOT_<size>')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return train_worker(args.worker, args.size, args.device, args.train_steps)
+        return train_worker(args.worker, args.size, args.device, args.data_root)
+    if not args.skip_inference:
+        models = {k: build(c, args.device, args.size).eval() for k, c in MODELS_TO_COMPARE.items()}
+        times = time_inference(models, args.size, args.device, args.warmup, args.repeats)
+        del models
+        print_inference_table(times, args)
+    for size in args.train_sizes:
+        results = time_training(TRAIN_MODELS, size, args.device, args.train_steps,
+                                f'{args.data_root}_{size}')
+        print_training_table(results, size, args.device, args.train_steps)
 
-    models = {k: build(c, args.device, args.size).eval() for k, c in MODELS_TO_COMPARE.items()}
-    times = time_inference(models, args.size, args.device, args.warmup, args.repeats)
-    del models
-    train = {}
-    for name, config in MODELS_TO_COMPARE.items():
-        out = subprocess.run([sys.executable, __file__, '--worker', config, '--size',
-                              str(args.size), '--device', args.device, '--train-steps',
-                              str(args.train_steps)], capture_output=True, text=True, check=True)
-        train[name] = json.loads(out.stdout.strip().splitlines()[-1])
+
+def print_inference_table(times: Dict[str, List[float]], args: argparse.Namespace) -> None:
     ref = statistics.median(times[REFERENCE])
-    print(f'\n### Speed, {args.size}x{args.size}, device={args.device}, torch '
+    print(f'\n### Inference, {args.size}x{args.size}, device={args.device}, torch '
           f'{torch.__version__}, threads={torch.get_num_threads()}\n')
-    print('| model | params (M) | inference median (s) | min / max (s) | speed vs Mask2Former | '
-          'train step median (s) | peak memory (MiB) |')
-    print('|---|---|---|---|---|---|---|')
+    print('| model | inference median (s) | min / max (s) | speed vs Mask2Former |')
+    print('|---|---|---|---|')
     for name in MODELS_TO_COMPARE:
         med = statistics.median(times[name])
-        print(f'| {name} | {train[name]["params_m"]:.1f} | {med:.3f} | {min(times[name]):.3f} / '
-              f'{max(times[name]):.3f} | {ref / med:.2f}x | {train[name]["step_s"]:.3f} | '
-              f'{train[name]["peak_mib"]:.0f} |')
-    print(f'\n{args.repeats} timed runs after {args.warmup} warm-up, alternating models; '
-          f'training: median of {args.train_steps} steps (batch 1, 5 objects) after 1 warm-up, '
-          'in a fresh process per model.')
+        print(f'| {name} | {med:.3f} | {min(times[name]):.3f} / {max(times[name]):.3f} | '
+              f'{ref / med:.2f}x |')
+    print(f'\n{args.repeats} timed runs after {args.warmup} warm-up, alternating models.')
 
 
 if __name__ == '__main__':
