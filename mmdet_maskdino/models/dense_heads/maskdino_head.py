@@ -12,29 +12,24 @@ from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ..layers import (DnQueries, MaskDINODnQueryGenerator, MaskDINOTransformerDecoder,
                       select_queries)
-from ..utils import (BoxInitType, flatten_levels, gen_encoder_output_proposals,
-                     init_anchor_boxes)
-from .maskdino_loss import MaskDINOLossMixin
-
-#: One prediction set: ``pred_logits`` (bs, nq, C), ``pred_boxes`` (bs, nq, 4) sigmoided cxcywh
-#: normalised w.r.t. the padded batch, ``pred_masks`` (bs, nq, H/4, W/4) logits or None.
-Prediction = Dict[str, Optional[Tensor]]
+from ..utils import (BoxInitType, HeadOutputs, PredictionSets, SegTargets, build_targets,
+                     flatten_levels, gen_encoder_output_proposals, init_anchor_boxes,
+                     mask_logits, split_dn_queries, targets_as_samples)
 
 
 @MODELS.register_module()
-class MaskDINOHead(MaskDINOLossMixin, BaseModule):
+class MaskDINOHead(BaseModule):
     """Mask DINO head (upstream ``sem_seg_head``: ``MaskDINOEncoder`` + ``MaskDINODecoder``).
 
-    Input: backbone features C2..C5. Output of :meth:`forward` (a dict):
-
-    * ``pred_logits`` (bs, num_queries, num_classes): sigmoid/focal class logits, last layer.
-    * ``pred_boxes`` (bs, num_queries, 4): sigmoided cxcywh, normalised w.r.t. the **padded** batch.
-    * ``pred_masks`` (bs, num_queries, H/4, W/4): mask logits at 1/4 of the padded batch.
-    * ``aux_outputs``: the initial prediction (from the decoder's input queries) and every layer but
-      the last, as dicts of the same keys (masks only in training).
-    * ``interm_outputs``: the selected encoder tokens' prediction (``pred_boxes`` = the regressed
-      anchors before mask-enhanced init); None for the one-stage model (``two_stage=False``).
-    * ``dn_outputs``: in training with denoising, the DN queries' prediction sets (initial + layers).
+    Input: backbone features C2..C5. :meth:`forward` returns :class:`HeadOutputs`: the pixel
+    embedding ``mask_features`` (bs, mask_dims, H/4, W/4) and stacked :class:`PredictionSets`
+    (class logits, sigmoided cxcywh boxes normalised w.r.t. the **padded** batch, mask embeddings)
+    of the matching queries (the initial prediction from the decoder's input queries, then every
+    layer), of the selected encoder tokens (``interm``; None for the one-stage model) and, in
+    training with denoising, of the DN queries. Masks are made only where needed: at sampled
+    points or for matched queries by :class:`MaskDINOCriterion` (:meth:`loss` = forward +
+    criterion), for the last layer in :meth:`predict`, and (no gradient) for the interm output's
+    mask-enhanced anchor boxes.
 
     Args:
         num_things_classes (int): Thing classes.
@@ -59,8 +54,10 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
             with ``use_sigmoid=False`` (``CrossEntropyLoss`` with ``class_weight``, the last entry
             being the no-object weight) makes the class head predict ``num_classes + 1`` softmax
             logits, as upstream's CE-trained semantic model.
-        train_cfg (dict): ``assigner``, ``num_points``, ``oversample_ratio``,
-            ``importance_sample_ratio``.
+        criterion (dict): The criterion's type (:class:`MaskDINOCriterion`) and any extra
+            arguments; the classes, losses and ``train_cfg`` are added to it.
+        train_cfg (dict): Criterion arguments: ``assigner``, ``num_points``,
+            ``oversample_ratio``, ``importance_sample_ratio``.
         test_cfg (dict): Used by the fusion head.
     """
 
@@ -86,6 +83,7 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
                  loss_dice: ConfigType = dict(type='DiceLoss', use_sigmoid=True, activate=True,
                                               reduction='mean', naive_dice=True, eps=1.0,
                                               loss_weight=5.0),
+                 criterion: ConfigType = dict(type='MaskDINOCriterion'),
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
@@ -115,10 +113,13 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
             self.query_embed = nn.Embedding(num_queries, 4)
         self.train_cfg = train_cfg or {}
         self.test_cfg = test_cfg or {}
-        self._init_losses(loss_cls, loss_bbox, loss_iou, loss_mask, loss_dice, self.train_cfg)
+        self.criterion = MODELS.build(
+            dict(criterion, num_things_classes=num_things_classes,
+                 num_stuff_classes=num_stuff_classes, loss_cls=loss_cls, loss_bbox=loss_bbox,
+                 loss_iou=loss_iou, loss_mask=loss_mask, loss_dice=loss_dice, **self.train_cfg))
         # sigmoid (focal) logits, or softmax logits with a last no-object column (CE)
-        self.use_sigmoid_cls = bool(getattr(self.loss_cls, 'use_sigmoid', False))
-        self.cls_out_channels = self.num_classes + (0 if self.use_sigmoid_cls else 1)
+        self.use_sigmoid_cls = self.criterion.use_sigmoid_cls
+        self.cls_out_channels = self.criterion.cls_out_channels
         # shared by the encoder proposals (query selection), the interm output and every layer
         self.cls_branch = Linear(embed_dims, self.cls_out_channels)
         self.reg_branch = MLP(embed_dims, embed_dims, 4, 3)
@@ -140,30 +141,16 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
         constant_init(self.reg_branch.layers[-1], 0, bias=0)  # box deltas start at 0
 
     # ------------------------------------------------------------------ forward
-    def predict_cls_mask(self, queries: Tensor, mask_features: Tensor,
-                         with_mask: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
-        """Class logits and mask logits of queries (the decoder norm is applied first).
-
-        Args:
-            queries (Tensor): (bs, nq, embed_dims).
-            mask_features (Tensor): (bs, mask_dims, H/4, W/4) pixel embedding.
-            with_mask (bool): Compute masks (skipped for intermediate layers at test time).
-
-        Returns:
-            tuple: logits (bs, nq, cls_out_channels); masks (bs, nq, H/4, W/4) or None.
-        """
-        normed = self.decoder.norm(queries)
-        logits = self.cls_branch(normed)
-        if not with_mask:
-            return logits, None
-        return logits, torch.einsum('bqc,bchw->bqhw', self.mask_embed(normed), mask_features)
-
-    def forward(self, x: Sequence[Tensor], dn: Optional[DnQueries] = None) -> dict:
-        """Run the whole head. See the class docstring for the returned dict.
+    def forward(self, x: Sequence[Tensor], dn: Optional[DnQueries] = None) -> HeadOutputs:
+        """Run the whole head.
 
         Args:
             x (Sequence[Tensor]): Backbone features C2..C5, (bs, C_i, H_i, W_i).
             dn (DnQueries, optional): Denoising queries (training only).
+
+        Returns:
+            HeadOutputs: The pixel embedding and every prediction set (no masks: see
+            :func:`mask_logits`).
         """
         mask_features, ms_feats = self.pixel_decoder(x)
         memory, spatial_shapes, level_start_index = flatten_levels(ms_feats[::-1])
@@ -185,60 +172,79 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
             reference_points=ref_unsig.sigmoid(), spatial_shapes=spatial_shapes,
             level_start_index=level_start_index, valid_ratios=valid_ratios,
             reg_branch=self.reg_branch)
-        preds = self._predictions(query, hidden_states, references, mask_features)
-        num_dn = 0 if dn is None else dn.num_queries
-        matching = [{k: None if v is None else v[:, num_dn:] for k, v in p.items()} for p in preds]
-        out = dict(matching[-1], aux_outputs=matching[:-1], interm_outputs=interm,
-                   dn_outputs=None)
-        if dn is not None:
-            out['dn_outputs'] = [{k: None if v is None else v[:, :num_dn]
-                                  for k, v in p.items()} for p in preds]
-        return out
+        preds = self._predictions(query, hidden_states, references)
+        if dn is None:
+            return HeadOutputs(mask_features, preds, interm)
+        dn_preds, matching = split_dn_queries(preds, dn.num_queries)
+        return HeadOutputs(mask_features, matching, interm, dn_preds)
+
+    def _heads(self, queries: Tensor) -> Tuple[Tensor, Tensor]:
+        """Class logits and mask embeddings of queries (the decoder norm is applied first).
+
+        Args:
+            queries (Tensor): (..., nq, embed_dims).
+
+        Returns:
+            tuple: logits (..., nq, cls_out_channels) and mask embeddings (..., nq, mask_dims).
+        """
+        normed = self.decoder.norm(queries)
+        return self.cls_branch(normed), self.mask_embed(normed)
 
     def _select_queries(self, memory: Tensor, spatial_shapes: Tensor,
-                        mask_features: Tensor) -> Tuple[Tensor, Tensor, Prediction]:
+                        mask_features: Tensor) -> Tuple[Tensor, Tensor, PredictionSets]:
         """Unified query selection + mask-enhanced anchor box initialisation.
 
         Returns:
             tuple: content queries (bs, K, embed_dims) and unsigmoided anchors (bs, K, 4), both
-            detached, and the interm prediction of the selected tokens.
+            detached, and the interm prediction of the selected tokens (one set).
         """
         output_memory, proposals = gen_encoder_output_proposals(memory, None, spatial_shapes)
         output_memory = self.memory_trans_norm(self.memory_trans_fc(output_memory))
         selected = select_queries(output_memory, proposals, self._foreground_logits,
                                   self.reg_branch, self.num_queries)
-        interm_logits, interm_masks = self.predict_cls_mask(selected.content, mask_features)
-        interm = dict(pred_logits=interm_logits, pred_boxes=selected.ref_unsig.sigmoid(),
-                      pred_masks=interm_masks)
+        logits, embeds = self._heads(selected.content)
+        interm = PredictionSets(logits[None], selected.ref_unsig.sigmoid()[None], embeds[None])
         ref_unsig = selected.ref_unsig.detach()
         if self.box_init != BoxInitType.NONE:
-            ref_unsig = init_anchor_boxes(interm_masks, self.box_init)
+            with torch.no_grad():  # full-resolution interm masks: only for the anchors
+                ref_unsig = init_anchor_boxes(mask_logits(embeds, mask_features), self.box_init)
         return selected.content.detach(), ref_unsig, interm
 
     def _foreground_logits(self, tokens: Tensor) -> Tensor:
         """Class logits without the no-object column (what query selection ranks)."""
         return self.cls_branch(tokens)[..., :self.num_classes]
 
-    def _predictions(self, query: Tensor, hidden_states: Tensor, references: Tensor,
-                     mask_features: Tensor) -> List[Prediction]:
-        """The initial prediction (optional) plus one per decoder layer.
+    def _predictions(self, query: Tensor, hidden_states: Tensor,
+                     references: Tensor) -> PredictionSets:
+        """The initial prediction (optional) plus one per decoder layer, stacked.
 
-        Boxes of layer ``i`` are ``sigmoid(reg_branch(hs_i) + inverse_sigmoid(ref_i))`` from the normed
-        output and that layer's input reference; the initial boxes are the input references.
+        Boxes of layer ``i`` are ``sigmoid(reg_branch(hs_i) + inverse_sigmoid(ref_i))`` from the
+        normed output and that layer's input reference (undetached: the previous layer's box, so
+        the box loss of layer ``i`` also trains layer ``i - 1``'s delta); the initial boxes are the
+        input references.
         """
-        num_layers = hidden_states.size(0)
-        preds = []
+        boxes = (self.reg_branch(hidden_states) +
+                 inverse_sigmoid(references[:-1], eps=self.decoder.ref_eps)).sigmoid()
+        states = hidden_states
         if self.initial_pred:
-            logits, masks = self.predict_cls_mask(query, mask_features, self.training)
-            preds.append(dict(pred_logits=logits, pred_boxes=references[0], pred_masks=masks))
-        eps = self.decoder.ref_eps
-        for i in range(num_layers):
-            with_mask = self.training or i == num_layers - 1
-            logits, masks = self.predict_cls_mask(hidden_states[i], mask_features, with_mask)
-            boxes = (self.reg_branch(hidden_states[i]) +
-                     inverse_sigmoid(references[i], eps=eps)).sigmoid()
-            preds.append(dict(pred_logits=logits, pred_boxes=boxes, pred_masks=masks))
-        return preds
+            states = torch.cat([query[None], hidden_states])
+            boxes = torch.cat([references[:1], boxes])
+        logits, embeds = self._heads(states)
+        return PredictionSets(logits, boxes, embeds)
+
+    # ------------------------------------------------------------------ training
+    def get_targets(self, batch_data_samples: SampleList) -> List[SegTargets]:
+        """GT labels, boxes and masks of every image in the padded-batch frame
+        (:func:`build_targets`)."""
+        return build_targets(batch_data_samples, self.num_things_classes, self.num_classes,
+                             self.cls_branch.weight.device)
+
+    def loss(self, x: Sequence[Tensor], batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """Forward with denoising queries, then every loss (:class:`MaskDINOCriterion`)."""
+        targets = self.get_targets(batch_data_samples)
+        dn = None if self.dn_generator is None else self.dn_generator(
+            targets_as_samples(targets))
+        return self.criterion(self(x, dn), targets, dn)
 
     # ------------------------------------------------------------------ inference
     def predict(self, x: Sequence[Tensor],
@@ -250,4 +256,6 @@ class MaskDINOHead(MaskDINOLossMixin, BaseModule):
             ``boxes`` (bs, nq, 4) sigmoided cxcywh normalised w.r.t. the padded batch.
         """
         out = self(x)
-        return out['pred_logits'], out['pred_masks'], out['pred_boxes']
+        last = out.layers[-1]
+        return (last.cls_logits[0], mask_logits(last.mask_embeds[0], out.mask_features),
+                last.boxes[0])

@@ -51,5 +51,6 @@ class MaskDINO(MaskFormer):
 
     def _forward(self, batch_inputs: Tensor,
                  batch_data_samples: SampleList = None) -> Tuple[Tensor, Tensor, Tensor]:
-        out = self.panoptic_head(self.extract_feat(batch_inputs))
-        return out['pred_logits'], out['pred_boxes'], out['pred_masks']
+        cls, masks, boxes = self.panoptic_head.predict(self.extract_feat(batch_inputs),
+                                                       batch_data_samples)
+        return cls, boxes, masks

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from mmdet.models.layers.transformer import DinoTransformerDecoder
 from mmdet.models.layers.transformer.utils import coordinate_to_encoding, inverse_sigmoid
-from .fp32_deform_attn import Fp32MultiScaleDeformableAttention
+from .fp32_deform_attn import Fp32MultiScaleDeformableAttention, run_layer
 
 
 class MaskDINOTransformerDecoder(DinoTransformerDecoder):
@@ -19,11 +19,14 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
 
     Args:
         ref_eps (float): Clamp of ``inverse_sigmoid`` in the box refinement.
+        with_cp (bool): Activation checkpointing: in training, each layer's activations are
+            recomputed in the backward pass instead of stored (less memory, more time).
         **kwargs: :class:`DinoTransformerDecoder` arguments (``num_layers``, ``layer_cfg``, ...).
     """
 
-    def __init__(self, *, ref_eps: float = 1e-5, **kwargs) -> None:
+    def __init__(self, *, ref_eps: float = 1e-5, with_cp: bool = False, **kwargs) -> None:
         self.ref_eps = ref_eps
+        self.with_cp = with_cp
         kwargs.setdefault('post_norm_cfg', None)  # the final LayerNorm is ``self.norm``
         super().__init__(**kwargs)
 
@@ -61,10 +64,11 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
                                                                  -1)[:, None]
             query_pos = self.ref_point_head(
                 coordinate_to_encoding(ref_input[:, :, 0, :], num_feats=num_feats))
-            query = layer(query, query_pos=query_pos, value=value,
-                          key_padding_mask=key_padding_mask, self_attn_mask=self_attn_mask,
-                          spatial_shapes=spatial_shapes, level_start_index=level_start_index,
-                          valid_ratios=valid_ratios, reference_points=ref_input, **kwargs)
+            query = run_layer(layer, self.with_cp and self.training, query, query_pos=query_pos,
+                              value=value, key_padding_mask=key_padding_mask,
+                              self_attn_mask=self_attn_mask, spatial_shapes=spatial_shapes,
+                              level_start_index=level_start_index, valid_ratios=valid_ratios,
+                              reference_points=ref_input, **kwargs)
             new_ref = (reg_branch(query) +
                        inverse_sigmoid(reference_points, eps=self.ref_eps)).sigmoid()
             reference_points = new_ref.detach()

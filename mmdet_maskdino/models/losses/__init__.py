@@ -1,0 +1,3 @@
+from .maskdino_criterion import MaskDINOCriterion
+
+__all__ = ['MaskDINOCriterion']

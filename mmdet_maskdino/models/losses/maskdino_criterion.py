@@ -1,0 +1,225 @@
+"""Mask DINO's training objective: hybrid matching, then the losses of every prediction set."""
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from mmcv.ops import point_sample
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from mmdet.models.utils import get_uncertain_point_coords_with_randomness
+from mmdet.registry import MODELS
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+from mmdet.utils import ConfigType, reduce_mean
+from ..layers.denoising import DnQueries
+from ..task_modules.hybrid_matcher import DEFAULT_ASSIGNER, HybridMatcher
+from ..utils.point_masks import matched_mask_logits
+from ..utils.predictions import HeadOutputs, PredictionSets
+from ..utils.targets import SegTargets
+
+LOSS_NAMES = ('loss_cls', 'loss_bbox', 'loss_iou', 'loss_mask', 'loss_dice')
+
+
+@MODELS.register_module()
+class MaskDINOCriterion(BaseModule):
+    """Losses of :class:`HeadOutputs` against :class:`SegTargets` (upstream ``SetCriterion``).
+
+    Every matching set (the initial prediction, each decoder layer, the interm output) is matched
+    on its own by :class:`HybridMatcher`; denoising sets use the known query <-> GT pairs of
+    :meth:`DnQueries.positive_indices`. Each set gets a class loss over all queries and box /
+    mask losses over its pairs, normalised by the number of GT in the batch (averaged across
+    ranks, at least 1; times the DN groups for DN sets). Masks enter as matched-query logits
+    (:func:`matched_mask_logits`), sampled at ``num_points`` points per mask: 75% the most
+    uncertain of ``oversample_ratio x num_points`` random candidates, the rest random (PointRend).
+
+    Loss keys: ``loss_{cls,bbox,iou,mask,dice}`` (last layer), ``d{i}.*`` (initial prediction
+    ``d0`` and the other layers), ``interm.*``, ``dn.*`` and ``dn.d{i}.*``.
+
+    Args:
+        num_things_classes (int): Thing classes.
+        num_stuff_classes (int): Stuff classes; in a model with both, only things supervise boxes.
+        loss_cls, loss_bbox, loss_iou, loss_mask, loss_dice (dict): Loss configs (weights inside).
+            A ``loss_cls`` with ``use_sigmoid=False`` (``CrossEntropyLoss``, ``class_weight``
+            ending with the no-object weight) means softmax logits with a no-object column.
+        assigner (dict): Hungarian assigner with the hybrid match costs.
+        num_points (int): Points per mask for matching and for the mask losses.
+        oversample_ratio (float): Candidate points per sampled point.
+        importance_sample_ratio (float): Fraction of points taken by uncertainty.
+    """
+
+    def __init__(self,
+                 *,
+                 num_things_classes: int,
+                 num_stuff_classes: int = 0,
+                 loss_cls: ConfigType,
+                 loss_bbox: ConfigType,
+                 loss_iou: ConfigType,
+                 loss_mask: ConfigType,
+                 loss_dice: ConfigType,
+                 assigner: ConfigType = DEFAULT_ASSIGNER,
+                 num_points: int = 12544,
+                 oversample_ratio: float = 3.0,
+                 importance_sample_ratio: float = 0.75) -> None:
+        super().__init__()
+        self.num_things_classes = num_things_classes
+        self.num_classes = num_things_classes + num_stuff_classes
+        self.loss_cls = MODELS.build(loss_cls)
+        self.loss_bbox = MODELS.build(loss_bbox)
+        self.loss_iou = MODELS.build(loss_iou)
+        self.loss_mask = MODELS.build(loss_mask)
+        self.loss_dice = MODELS.build(loss_dice)
+        self.matcher = HybridMatcher(assigner, num_points)
+        self.num_points = num_points
+        self.oversample_ratio = oversample_ratio
+        self.importance_sample_ratio = importance_sample_ratio
+        self.use_sigmoid_cls = bool(getattr(self.loss_cls, 'use_sigmoid', False))
+
+    @property
+    def cls_out_channels(self) -> int:
+        """Class logits per query: classes, plus a no-object column with softmax CE."""
+        return self.num_classes + (0 if self.use_sigmoid_cls else 1)
+
+    def box_supervised(self, labels: Tensor) -> Tensor:
+        """(n,) bool: targets that supervise boxes and steer box costs (``ThingBoxCost``).
+
+        All of them, except in a panoptic model (thing and stuff classes), where only things do,
+        as upstream. A semantic model (stuff only) supervises every box.
+        """
+        if self.num_things_classes in (0, self.num_classes):
+            return torch.ones_like(labels, dtype=torch.bool)
+        return labels < self.num_things_classes
+
+    # ------------------------------------------------------------------ loss_by_feat
+    def forward(self, outputs: HeadOutputs, targets: List[SegTargets],
+                dn: Optional[DnQueries] = None) -> Dict[str, Tensor]:
+        """Every loss of one batch (mmdet's ``loss_by_feat``).
+
+        Args:
+            outputs (HeadOutputs): The head's predictions.
+            targets (list[SegTargets]): One per image.
+            dn (DnQueries, optional): The denoising queries ``outputs.dn`` were made from.
+
+        Returns:
+            dict[str, Tensor]: Weighted losses (see the class docstring for the keys).
+        """
+        num_gt = self.num_gt(targets, outputs.layers.cls_logits)
+        features = outputs.mask_features
+        names = [f'd{i}.' for i in range(len(outputs.layers) - 1)] + ['']
+        losses = {}
+        for prefix, preds in zip(names, outputs.layers):
+            indices = self.match(preds, features, targets)
+            losses.update(_prefixed(prefix, self.loss_by_feat_single(preds, features, targets,
+                                                                     indices, num_gt)))
+        if outputs.interm is not None:
+            indices = self.match(outputs.interm, features, targets)
+            losses.update(_prefixed('interm.', self.loss_by_feat_single(
+                outputs.interm, features, targets, indices, num_gt)))
+        if outputs.dn is not None:
+            indices = dn.positive_indices([len(t) for t in targets])
+            dn_norm = max(num_gt * dn.num_groups, 1.0)
+            for prefix, preds in zip(names, outputs.dn):
+                losses.update(_prefixed('dn.' + prefix, self.loss_by_feat_single(
+                    preds, features, targets, indices, dn_norm)))
+        return losses
+
+    @staticmethod
+    def num_gt(targets: List[SegTargets], like: Tensor) -> float:
+        """Targets per rank: the batch's count averaged across ranks, at least 1."""
+        count = like.new_tensor(float(sum(len(t) for t in targets)))
+        return max(reduce_mean(count).item(), 1.0)
+
+    def match(self, preds: PredictionSets, mask_features: Tensor,
+              targets: List[SegTargets]) -> List[Tensor]:
+        """Hybrid matching of one prediction set, image by image.
+
+        Returns:
+            list[Tensor]: Per image, (2, m) long ``(query index, gt index)``.
+        """
+        return [
+            self.matcher(preds.cls_logits[0, b], preds.boxes[0, b], preds.mask_embeds[0, b],
+                         mask_features[b], t, self.box_supervised(t.labels))
+            for b, t in enumerate(targets)
+        ]
+
+    # ------------------------------------------------------------------ one set
+    def loss_by_feat_single(self, preds: PredictionSets, mask_features: Tensor,
+                            targets: List[SegTargets], indices: List[Tensor],
+                            num_gt: float) -> Dict[str, Tensor]:
+        """Losses of one prediction set given its pairs (mmdet's ``_loss_by_feat_single``).
+
+        Args:
+            preds (PredictionSets): One set (leading dimension 1).
+            mask_features (Tensor): (bs, mask_dims, h, w).
+            targets (list[SegTargets]): One per image.
+            indices (list[Tensor]): Per image, (2, m) ``(query index, gt index)``.
+            num_gt (float): Normaliser.
+        """
+        logits, boxes, embeds = preds.cls_logits[0], preds.boxes[0], preds.mask_embeds[0]
+        loss_cls = self._class_loss(logits, targets, indices, num_gt)
+        batch_idx = torch.cat([torch.full_like(idx[0], b) for b, idx in enumerate(indices)])
+        query_idx = torch.cat([idx[0] for idx in indices])
+        if query_idx.numel() == 0:  # no pairs: exact zeros that keep the graph
+            zero = boxes.sum() * 0 + embeds.sum() * 0
+            return dict(loss_cls=loss_cls, loss_bbox=zero, loss_iou=zero, loss_mask=zero,
+                        loss_dice=zero)
+        gt_labels = torch.cat([t.labels[idx[1]] for idx, t in zip(indices, targets)])
+        gt_boxes = torch.cat([t.norm_cxcywh[idx[1]] for idx, t in zip(indices, targets)])
+        loss_bbox, loss_iou = self._box_losses(boxes[batch_idx, query_idx].float(), gt_boxes,
+                                               self.box_supervised(gt_labels), num_gt)
+        gt_masks = torch.cat([t.masks[idx[1]] for idx, t in zip(indices, targets)])
+        with torch.autocast(embeds.device.type, enabled=False):
+            pred_masks = matched_mask_logits(embeds.float(), mask_features.float(), indices)
+            loss_mask, loss_dice = self._mask_losses(pred_masks, gt_masks, num_gt)
+        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_iou=loss_iou,
+                    loss_mask=loss_mask, loss_dice=loss_dice)
+
+    def _class_loss(self, logits: Tensor, targets: List[SegTargets], indices: List[Tensor],
+                    num_gt: float) -> Tensor:
+        """Focal loss over every (query, class), normalised by ``num_gt``; or softmax CE, the
+        ``class_weight``-weighted mean over queries (unmatched queries -> no-object)."""
+        bs, nq, channels = logits.shape
+        labels = logits.new_full((bs, nq), self.num_classes, dtype=torch.long)
+        for b, (idx, t) in enumerate(zip(indices, targets)):
+            labels[b, idx[0]] = t.labels[idx[1]]
+        labels = labels.reshape(-1)
+        if self.use_sigmoid_cls:
+            avg_factor = num_gt
+        else:
+            class_weight = self.loss_cls.class_weight or [1.0] * channels
+            avg_factor = logits.new_tensor(class_weight)[labels].sum()
+        return self.loss_cls(logits.reshape(-1, channels).float(), labels, avg_factor=avg_factor)
+
+    def _box_losses(self, boxes: Tensor, gt_boxes: Tensor, supervised: Tensor,
+                    num_gt: float) -> Tuple[Tensor, Tensor]:
+        """L1 on normalised cxcywh and GIoU of the supervised pairs."""
+        if not supervised.any():
+            zero = boxes.sum() * 0
+            return zero, zero
+        boxes, gt_boxes = boxes[supervised], gt_boxes[supervised]
+        loss_bbox = self.loss_bbox(boxes, gt_boxes, avg_factor=num_gt)
+        loss_iou = self.loss_iou(bbox_cxcywh_to_xyxy(boxes), bbox_cxcywh_to_xyxy(gt_boxes),
+                                 avg_factor=num_gt)
+        return loss_bbox, loss_iou
+
+    def _mask_losses(self, pred_masks: Tensor, gt_masks: Tensor,
+                     num_gt: float) -> Tuple[Tensor, Tensor]:
+        """Point-sampled BCE and dice with importance sampling (PointRend / Mask2Former).
+
+        Args:
+            pred_masks (Tensor): (n, h, w) matched mask logits (1/4 of the padded batch).
+            gt_masks (Tensor): (n, H_pad, W_pad) their GT masks.
+            num_gt (float): Normaliser.
+        """
+        with torch.no_grad():
+            points = get_uncertain_point_coords_with_randomness(
+                pred_masks[:, None], None, self.num_points, self.oversample_ratio,
+                self.importance_sample_ratio)
+            gt_points = point_sample(gt_masks[:, None], points, align_corners=False).squeeze(1)
+        pred_points = point_sample(pred_masks[:, None], points, align_corners=False).squeeze(1)
+        loss_dice = self.loss_dice(pred_points, gt_points, avg_factor=num_gt)
+        loss_mask = self.loss_mask(pred_points.reshape(-1), gt_points.reshape(-1),
+                                   avg_factor=num_gt * self.num_points)
+        return loss_mask, loss_dice
+
+
+def _prefixed(prefix: str, losses: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    return {prefix + k: v for k, v in losses.items()}

@@ -1,0 +1,82 @@
+"""Mask DINO's hybrid matching: Hungarian assignment on class + box + mask costs."""
+from typing import Optional
+
+import torch
+from mmcv.ops import point_sample
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from mmdet.registry import TASK_UTILS
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+from mmdet.utils import ConfigType
+from ..utils.point_masks import point_mask_logits
+from ..utils.targets import SegTargets
+
+#: Upstream's cost: 4 focal class + 5 L1 (normalised cxcywh) + 2 (-GIoU) + 5 mask BCE + 5 dice.
+DEFAULT_ASSIGNER = dict(
+    type='HungarianAssigner',
+    match_costs=[
+        dict(type='FocalLossCost', weight=4.0, alpha=0.25, gamma=2.0, eps=1e-8),
+        dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+        dict(type='IoUCost', iou_mode='giou', weight=2.0),
+        dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
+        dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0),
+    ])
+
+
+class HybridMatcher:
+    """One-to-one matching of one image's queries to its targets (no gradient, fp32).
+
+    The mask costs are computed on ``num_points`` uniformly random points shared by every query
+    and target of the image (drawn as ``torch.rand(1, num_points, 2)``, as upstream), from the
+    point-sampled pixel embedding (:func:`point_mask_logits`): no full-resolution mask is made.
+    The costs are mmdet match costs run by mmdet's ``HungarianAssigner`` (scipy's solver).
+
+    Args:
+        assigner (dict): Assigner config; its match costs read ``scores`` (class logits),
+            ``bboxes`` (absolute xyxy) and ``masks`` (point logits / point GT values).
+        num_points (int): Points of the mask costs (12544 upstream).
+    """
+
+    def __init__(self, assigner: ConfigType = DEFAULT_ASSIGNER, num_points: int = 12544) -> None:
+        self.assigner = TASK_UTILS.build(assigner)
+        self.num_points = num_points
+
+    def __call__(self, cls_logits: Tensor, boxes: Tensor, mask_embeds: Tensor,
+                 mask_features: Tensor, target: SegTargets,
+                 is_thing: Optional[Tensor] = None) -> Tensor:
+        """Match one image.
+
+        Args:
+            cls_logits (Tensor): (nq, C) class logits.
+            boxes (Tensor): (nq, 4) sigmoided cxcywh normalised w.r.t. the padded batch.
+            mask_embeds (Tensor): (nq, mask_dims).
+            mask_features (Tensor): (mask_dims, h, w), the image's pixel embedding.
+            target (SegTargets): The image's ground truth.
+            is_thing (Tensor, optional): (n,) bool; targets whose box may steer box costs
+                (read by ``ThingBoxCost``).
+
+        Returns:
+            Tensor: (2, num_matched) long: query indices (ascending) and their GT indices.
+        """
+        if len(target) == 0:
+            return cls_logits.new_zeros((2, 0), dtype=torch.long)
+        with torch.no_grad(), torch.autocast(cls_logits.device.type, enabled=False):
+            return self._match(cls_logits, boxes, mask_embeds, mask_features, target, is_thing)
+
+    def _match(self, cls_logits: Tensor, boxes: Tensor, mask_embeds: Tensor,
+               mask_features: Tensor, target: SegTargets, is_thing: Optional[Tensor]) -> Tensor:
+        h, w = target.pad_shape
+        points = torch.rand((1, self.num_points, 2), device=cls_logits.device)
+        pred_points = point_mask_logits(mask_embeds.float(), mask_features.float(), points[0])
+        gt_points = point_sample(target.masks[:, None], points.expand(len(target), -1, -1),
+                                 align_corners=False).squeeze(1)
+        scale = boxes.new_tensor([w, h, w, h], dtype=torch.float32)
+        pred = InstanceData(scores=cls_logits.float(), masks=pred_points,
+                            bboxes=bbox_cxcywh_to_xyxy(boxes.float()) * scale)
+        gt = InstanceData(labels=target.labels, bboxes=target.boxes, masks=gt_points)
+        if is_thing is not None:
+            gt.is_thing = is_thing
+        result = self.assigner.assign(pred, gt, img_meta=dict(img_shape=(h, w)))
+        query = torch.nonzero(result.gt_inds > 0, as_tuple=False).squeeze(1)
+        return torch.stack([query, result.gt_inds[query] - 1])
