@@ -21,7 +21,8 @@ model = dict(
         num_things_classes=num_things_classes, num_stuff_classes=num_stuff_classes),
     train_cfg=dict(
         assigner=dict(match_costs=[  # box costs: things only (stuff columns get the thing mean)
-            dict(type='FocalLossCost', weight=4.0, alpha=0.25, gamma=2.0),
+            dict(type='FocalLossCost', weight=4.0, alpha=0.25, gamma=2.0,
+                 eps=1e-8),  # 1e-12 in mmdet, 1e-8 upstream
             dict(type='ThingBoxCost', cost=dict(type='BBoxL1Cost', weight=5.0, box_format='xywh')),
             dict(type='ThingBoxCost', cost=dict(type='IoUCost', iou_mode='giou', weight=2.0)),
             dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),

@@ -99,7 +99,8 @@ model = dict(
         assigner=dict(  # hybrid matching: class + box + mask
             type='HungarianAssigner',
             match_costs=[
-                dict(type='FocalLossCost', weight=4.0, alpha=0.25, gamma=2.0),
+                dict(type='FocalLossCost', weight=4.0, alpha=0.25, gamma=2.0,
+                     eps=1e-8),  # 1e-12 in mmdet, 1e-8 upstream
                 dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
                 dict(type='IoUCost', iou_mode='giou', weight=2.0),
                 dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),

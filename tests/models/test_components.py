@@ -111,11 +111,47 @@ def test_dn_label_flip_rate():
     assert abs(flipped - 0.2 * 999 / 1000) < 0.01  # 20% resampled, a few land on the same class
 
 
-def test_no_dn_without_gt():
+def test_no_dn_queries_without_gt_but_the_embedding_stays_in_the_graph():
     gen = MaskDINODnQueryGenerator(num_classes=5, embed_dims=8, num_matching_queries=4,
                                    label_noise_scale=0.4, box_noise_scale=0.4,
                                    group_cfg=dict(dynamic=True, num_dn_queries=10))
-    assert gen([_sample([], []), _sample([], [])]) is None
+    dn = gen([_sample([], []), _sample([], [])])
+    assert dn.num_groups == 0 and dn.num_queries == 0
+    assert dn.query.shape == (2, 0, 8) and dn.ref_unsig.shape == (2, 0, 4)
+    assert dn.attn_mask.shape == (4, 4) and not dn.attn_mask.any()
+    assert dn.positive_indices([0, 0])[0].shape == (2, 0)
+    dn.query.sum().backward()  # DDP needs the label embedding used on every rank
+    assert torch.equal(gen.label_embedding.weight.grad, torch.zeros(5, 8))
+
+
+def test_dn_draws_follow_upstream_order():
+    """One batch-wide draw per kind, entries group-major then image then GT (as upstream): with
+    torch's generator seeded, the flips and the box noise are the first draws of that order."""
+    gen = MaskDINODnQueryGenerator(num_classes=5, embed_dims=4, num_matching_queries=1,
+                                   label_noise_scale=1.0, box_noise_scale=0.4,
+                                   group_cfg=dict(dynamic=True, num_dn_queries=4))
+    samples = [_sample([[20, 10, 60, 50], [100, 20, 180, 90]], [1, 2]),
+               _sample([[50, 50, 150, 90]], [4])]
+    torch.manual_seed(5)
+    dn = gen(samples)
+    torch.manual_seed(5)
+    known = torch.tensor([1, 2, 4, 1, 2, 4])  # 2 groups x (image 0: 2 GT, image 1: 1 GT)
+    flip = torch.rand(6) < 0.5
+    new = torch.randint(0, 5, (int(flip.sum()), ))
+    u = torch.rand(6, 4)
+    labels = known.clone()
+    labels[flip] = new
+    slots = [(0, 0), (0, 1), (1, 0), (0, 2), (0, 3), (1, 2)]  # (image, slot) of each entry
+    for (b, slot), label in zip(slots, labels):
+        assert torch.equal(dn.query[b, slot], gen.label_embedding.weight[label])
+    gt = torch.tensor([[40, 30, 40, 40], [140, 55, 80, 70], [100, 70, 100, 40]]) / torch.tensor(
+        [200, 100, 200, 100])
+    gt = gt.repeat(2, 1)
+    noised = (gt + (u * 2 - 1) * torch.cat([gt[:, 2:] / 2, gt[:, 2:]], 1) * 0.4).clamp(0, 1)
+    b, slot = zip(*slots)
+    torch.testing.assert_close(dn.ref_unsig[list(b), list(slot)].sigmoid(), noised, atol=1e-5,
+                               rtol=0)
+    assert torch.all(dn.query[1, [1, 3]] == 0)  # image 1's padding slots
 
 
 def test_contrastive_option_uses_mmdet_cdn():

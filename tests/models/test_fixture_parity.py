@@ -16,6 +16,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmdet_maskdino.converters import (convert_upstream_state_dict, describe_upstream,
                                        load_converted)
+from mmdet_maskdino.models.utils import mask_logits
 from mmdet_maskdino.testing import REPO_ROOT
 
 FIXTURE = osp.join(REPO_ROOT, '..', 'shared', 'fixtures', 'fixture_A.pt')
@@ -45,11 +46,22 @@ def head(fx):
 
 
 def _run(head, fx, box_init):
+    """The head's eval forward as upstream's output dict (masks only where upstream has them)."""
     head.box_init = type(head.box_init)(box_init)
     feats = [fx['inputs']['features'][k].float() for k in ('res2', 'res3', 'res4', 'res5')]
     torch.set_num_threads(1)
     with torch.no_grad():
-        return head(feats)
+        out = head(feats)
+
+    def as_dict(sets, i, with_masks):
+        return dict(pred_logits=sets.cls_logits[i], pred_boxes=sets.boxes[i],
+                    pred_masks=mask_logits(sets.mask_embeds[i], out.mask_features)
+                    if with_masks else None)
+
+    layers = out.layers
+    return dict(as_dict(layers, -1, True),
+                aux_outputs=[as_dict(layers, i, False) for i in range(len(layers) - 1)],
+                interm_outputs=as_dict(out.interm, 0, True))
 
 
 def _assert_prediction(ours, ref, with_masks=True):
@@ -68,7 +80,7 @@ def test_head_outputs_match_upstream(head, fx, variant):
     _assert_prediction(out['interm_outputs'], ref['interm_outputs'])
     assert len(out['aux_outputs']) == len(ref['aux_outputs']) == 3
     for ours, theirs in zip(out['aux_outputs'], ref['aux_outputs']):
-        assert ours['pred_masks'] is None and theirs['pred_masks'] is None  # eval: last layer only
+        assert theirs['pred_masks'] is None  # upstream's eval: last layer only
         _assert_prediction(ours, theirs, with_masks=False)
 
 

@@ -7,7 +7,7 @@ from mmdet.evaluation import CocoMetric, CocoPanopticMetric, SemSegMetric
 from mmdet.registry import DATASETS
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from mmdet_maskdino.datasets.synthetic_shapes import metainfo
-from mmdet_maskdino.models.dense_heads.maskdino_loss import stuff_targets
+from mmdet_maskdino.models.utils import stuff_targets
 from mmdet_maskdino.models.seg_heads import MaskDINOFusionHead
 
 BIG = 20.0

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmdet_maskdino.models.dense_heads.maskdino_loss import stuff_targets
+from mmdet_maskdino.models.utils import PredictionSets, stuff_targets, targets_as_samples
 from mmdet_maskdino.testing import build_small_maskdino, make_det_batch
 
 H = W = 64
@@ -55,7 +55,7 @@ def test_panoptic_denoising_covers_stuff_and_losses_are_finite():
     model.train()
     batch, _, _ = _panoptic_batch(model)
     head = model.panoptic_head
-    dn = head.dn_generator(head._dn_samples(head.get_targets(batch['data_samples'])))
+    dn = head.dn_generator(targets_as_samples(head.get_targets(batch['data_samples'])))
     assert dn.group_size == 3  # 1 thing + 2 stuff segments
     losses = model(**batch, mode='loss')
     total = sum(v for k, v in losses.items() if 'loss' in k)
@@ -69,13 +69,15 @@ def test_ce_classification_loss_is_weighted_mean_cross_entropy():
     head = model.panoptic_head
     assert head.cls_out_channels == head.num_classes + 1 == 7
     logits = torch.randn(2, 5, 7)
-    pred = dict(pred_logits=logits, pred_boxes=torch.rand(2, 5, 4) * 0.5 + 0.25,
-                pred_masks=torch.randn(2, 5, 16, 16))
+    pred = PredictionSets(logits[None], torch.rand(1, 2, 5, 4) * 0.5 + 0.25,
+                          torch.randn(1, 2, 5, 8))
+    features = torch.randn(2, 8, 16, 16)
     sems = [np.where(_mask(0, 30, 0, 30), 4, 255), np.where(_mask(10, 64, 0, 64), 5, 255)]
     batch = make_det_batch(model, [[], []], [[], []], sem_segs=sems)
     targets = head.get_targets(batch['data_samples'])
     indices = [torch.tensor([[3], [0]]), torch.tensor([[1], [0]])]
-    loss = head.loss_single(pred, targets, indices, num_gt=2.0)['loss_cls']
+    loss = head.criterion.loss_by_feat_single(pred, features, targets, indices,
+                                              num_gt=2.0)['loss_cls']
     labels = torch.full((2, 5), 6)
     labels[0, 3], labels[1, 1] = 4, 5
     weight = torch.tensor([1.0] * 6 + [0.1])
@@ -134,16 +136,19 @@ def test_panoptic_box_losses_come_from_things_only():
     head = model.panoptic_head
     batch, _, _ = _panoptic_batch(model)
     targets = head.get_targets(batch['data_samples'])  # labels [1 (thing), 2, 3 (stuff)]
-    pred = dict(pred_logits=torch.randn(1, 5, 4), pred_boxes=torch.rand(1, 5, 4) * 0.5 + 0.25,
-                pred_masks=torch.randn(1, 5, 32, 32))
-    stuff_only = head.loss_single(pred, targets, [torch.tensor([[0, 1], [1, 2]])], num_gt=3.0)
+    pred = PredictionSets(torch.randn(1, 1, 5, 4), torch.rand(1, 1, 5, 4) * 0.5 + 0.25,
+                          torch.randn(1, 1, 5, 8))
+    features = torch.randn(1, 8, 32, 32)
+    criterion = head.criterion
+    stuff_only = criterion.loss_by_feat_single(pred, features, targets,
+                                               [torch.tensor([[0, 1], [1, 2]])], num_gt=3.0)
     assert stuff_only['loss_bbox'] == 0 and stuff_only['loss_iou'] == 0
     assert stuff_only['loss_mask'] > 0 and stuff_only['loss_dice'] > 0
-    with_thing = head.loss_single(pred, targets, [torch.tensor([[0, 1, 4], [1, 2, 0]])],
-                                  num_gt=3.0)
-    box = pred['pred_boxes'][0, 4]
+    with_thing = criterion.loss_by_feat_single(pred, features, targets,
+                                               [torch.tensor([[0, 1, 4], [1, 2, 0]])], num_gt=3.0)
+    box = pred.boxes[0, 0, 4]
     expected_l1 = 5.0 * (box - targets[0].norm_cxcywh[0]).abs().sum() / 3.0
     torch.testing.assert_close(with_thing['loss_bbox'], expected_l1)
-    assert head.box_supervised(torch.tensor([0, 1, 2, 3])).tolist() == [True, True, False, False]
-    semantic = build_small_maskdino(num_classes=None, config=SEMANTIC).panoptic_head
+    assert criterion.box_supervised(torch.tensor([0, 1, 2, 3])).tolist() == [True, True, False, False]
+    semantic = build_small_maskdino(num_classes=None, config=SEMANTIC).panoptic_head.criterion
     assert semantic.box_supervised(torch.tensor([4, 5])).all()  # stuff-only model: all boxes

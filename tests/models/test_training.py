@@ -6,7 +6,7 @@ import torch
 from mmcv.ops import point_sample
 from scipy.optimize import linear_sum_assignment
 
-from mmdet_maskdino.models.dense_heads.maskdino_loss import _Targets
+from mmdet_maskdino.models.utils import SegTargets, targets_as_samples
 from mmdet_maskdino.testing import build_small_maskdino, make_det_batch
 
 H = W = 64
@@ -35,21 +35,26 @@ def _giou(a, b):
 
 
 def test_hybrid_matching_equals_scipy_on_hand_computed_costs(model):
+    """The matcher's costs (mask terms from point-sampled pixel embeddings) against a numpy
+    cost matrix built from full-resolution masks sampled at the same points, solved by scipy."""
     head = model.panoptic_head
+    matcher = head.criterion.matcher
     gen = torch.Generator().manual_seed(3)
-    nq, ngt, c = 7, 3, 4
+    nq, ngt, c, dims = 7, 3, 4, 8
     logits = torch.randn(nq, c, generator=gen) * 2
     boxes = torch.rand(nq, 4, generator=gen) * 0.5 + 0.25
-    masks = torch.randn(nq, H // 4, W // 4, generator=gen) * 3
+    embeds = torch.randn(nq, dims, generator=gen)
+    features = torch.randn(dims, H // 4, W // 4, generator=gen)
+    masks = torch.einsum('qc,chw->qhw', embeds, features)  # the full mask logits
     gt_masks = torch.stack([torch.from_numpy(_mask(*r)).float() for r in
                             [(4, 30, 6, 40), (32, 60, 10, 20), (0, 64, 50, 64)]])
     gt_boxes = torch.tensor([[6, 4, 40, 30], [10, 32, 20, 60], [50, 0, 64, 64]], dtype=torch.float)
-    target = _Targets(torch.tensor([1, 3, 1]), gt_boxes, gt_masks, (H, W))
+    target = SegTargets(torch.tensor([1, 3, 1]), gt_boxes, gt_masks, (H, W))
 
     torch.manual_seed(11)
-    matched = head.match(logits, boxes, masks, target)
+    matched = matcher(logits, boxes, embeds, features, target)
     torch.manual_seed(11)
-    points = torch.rand((1, head.num_points, 2))
+    points = torch.rand((1, matcher.num_points, 2))
 
     # independent cost matrix (numpy), weights 4 / 5 / 2 / 5 / 5 as the config says
     p = torch.sigmoid(logits).numpy().astype(np.float64)
@@ -65,8 +70,8 @@ def test_hybrid_matching_equals_scipy_on_hand_computed_costs(model):
     for i in range(nq):
         for j in range(ngt):
             pc = p[i, target.labels[j]]
-            focal = 0.25 * (1 - pc)**2 * -np.log(pc + 1e-12) - \
-                0.75 * pc**2 * -np.log(1 - pc + 1e-12)
+            focal = 0.25 * (1 - pc)**2 * -np.log(pc + 1e-8) - \
+                0.75 * pc**2 * -np.log(1 - pc + 1e-8)
             l1 = np.abs(boxes[i].numpy() - gt_cxcywh[j]).sum()
             giou = _giou(pred_xyxy[i], gt_boxes[j].numpy())
             bce = np.mean(np.logaddexp(0, pts_pred[i]) - pts_pred[i] * pts_gt[j])
@@ -195,7 +200,7 @@ def test_denoising_groups_and_matching_queries_are_isolated_in_the_decoder():
     batch = make_det_batch(model, [[_mask(5, 30, 5, 30), _mask(35, 60, 30, 60)]], [[1, 2]])
     head = model.panoptic_head
     feats = model.extract_feat(batch['inputs'])
-    dn = head.dn_generator(head._dn_samples(head.get_targets(batch['data_samples'])))
+    dn = head.dn_generator(targets_as_samples(head.get_targets(batch['data_samples'])))
     g = dn.group_size
     assert dn.num_groups >= 3
     query = dn.query.clone()
@@ -203,9 +208,9 @@ def test_denoising_groups_and_matching_queries_are_isolated_in_the_decoder():
     with torch.no_grad():
         ref = head(feats, dn)
         new = head(feats, replace(dn, query=query))
-    for a, b in zip(ref['dn_outputs'], new['dn_outputs']):
-        change = (a['pred_logits'] - b['pred_logits']).abs()
-        assert change[:, g:2 * g].max() > 1e-3  # the perturbed group itself
-        assert change[:, :g].max() == 0 and change[:, 2 * g:].max() == 0
-    assert torch.equal(ref['pred_logits'], new['pred_logits'])
-    assert torch.equal(ref['pred_masks'], new['pred_masks'])
+    change = (ref.dn.cls_logits - new.dn.cls_logits).abs()  # (sets, bs, num_dn, C)
+    assert change[:, :, g:2 * g].max() > 1e-3  # the perturbed group itself
+    assert change[:, :, :g].max() == 0 and change[:, :, 2 * g:].max() == 0
+    for a, b in ((ref.layers, new.layers), (ref.interm, new.interm)):
+        assert torch.equal(a.cls_logits, b.cls_logits) and torch.equal(a.boxes, b.boxes)
+        assert torch.equal(a.mask_embeds, b.mask_embeds)

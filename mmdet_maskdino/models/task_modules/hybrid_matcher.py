@@ -1,5 +1,5 @@
 """Mask DINO's hybrid matching: Hungarian assignment on class + box + mask costs."""
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 from mmcv.ops import point_sample
@@ -62,10 +62,27 @@ class HybridMatcher:
         if len(target) == 0:
             return cls_logits.new_zeros((2, 0), dtype=torch.long)
         with torch.no_grad(), torch.autocast(cls_logits.device.type, enabled=False):
-            return self._match(cls_logits, boxes, mask_embeds, mask_features, target, is_thing)
+            pred, gt, img_meta = self._instances(cls_logits, boxes, mask_embeds, mask_features,
+                                                 target, is_thing)
+            result = self.assigner.assign(pred, gt, img_meta=img_meta)
+        query = torch.nonzero(result.gt_inds > 0, as_tuple=False).squeeze(1)
+        return torch.stack([query, result.gt_inds[query] - 1])
 
-    def _match(self, cls_logits: Tensor, boxes: Tensor, mask_embeds: Tensor,
-               mask_features: Tensor, target: SegTargets, is_thing: Optional[Tensor]) -> Tensor:
+    def costs(self, cls_logits: Tensor, boxes: Tensor, mask_embeds: Tensor,
+              mask_features: Tensor, target: SegTargets,
+              is_thing: Optional[Tensor] = None) -> List[Tensor]:
+        """The weighted (nq, n) cost matrices of the assigner's match costs, in config order
+        (their sum is what :meth:`__call__` assigns on, drawing its points the same way)."""
+        with torch.no_grad(), torch.autocast(cls_logits.device.type, enabled=False):
+            pred, gt, img_meta = self._instances(cls_logits, boxes, mask_embeds, mask_features,
+                                                 target, is_thing)
+            return [cost(pred, gt, img_meta) for cost in self.assigner.match_costs]
+
+    def _instances(self, cls_logits: Tensor, boxes: Tensor, mask_embeds: Tensor,
+                   mask_features: Tensor, target: SegTargets,
+                   is_thing: Optional[Tensor]) -> Tuple[InstanceData, InstanceData, dict]:
+        """What mmdet's match costs read: class logits, absolute xyxy boxes and mask logits /
+        GT values at ``num_points`` random points (fp32)."""
         h, w = target.pad_shape
         points = torch.rand((1, self.num_points, 2), device=cls_logits.device)
         pred_points = point_mask_logits(mask_embeds.float(), mask_features.float(), points[0])
@@ -77,6 +94,4 @@ class HybridMatcher:
         gt = InstanceData(labels=target.labels, bboxes=target.boxes, masks=gt_points)
         if is_thing is not None:
             gt.is_thing = is_thing
-        result = self.assigner.assign(pred, gt, img_meta=dict(img_shape=(h, w)))
-        query = torch.nonzero(result.gt_inds > 0, as_tuple=False).squeeze(1)
-        return torch.stack([query, result.gt_inds[query] - 1])
+        return pred, gt, dict(img_shape=(h, w))

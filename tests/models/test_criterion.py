@@ -1,0 +1,191 @@
+"""MaskDINOCriterion without a head: the points path (masks from point-sampled pixel embeddings and
+matched queries only) against a full-mask reference, and what it keeps for the backward pass."""
+from typing import List
+
+import numpy as np
+import pytest
+import torch
+from mmcv.ops import point_sample
+from mmengine.registry import init_default_scope
+from mmengine.structures import InstanceData
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from mmdet.models.utils import get_uncertain_point_coords_with_randomness
+from mmdet.registry import MODELS, TASK_UTILS
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+from mmdet_maskdino.models.layers import MaskDINODnQueryGenerator
+from mmdet_maskdino.models.task_modules import DEFAULT_ASSIGNER
+from mmdet_maskdino.models.utils import (HeadOutputs, PredictionSets, SegTargets,
+                                         point_mask_logits, targets_as_samples)
+from mmdet_maskdino.testing import build_small_maskdino, make_det_batch
+
+H, W, C, DIMS, NQ = 64, 96, 5, 16, 12
+LOSSES = dict(
+    loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=4.0),
+    loss_bbox=dict(type='L1Loss', loss_weight=5.0),
+    loss_iou=dict(type='GIoULoss', loss_weight=2.0),
+    loss_mask=dict(type='CrossEntropyLoss', use_sigmoid=True, reduction='mean', loss_weight=5.0),
+    loss_dice=dict(type='DiceLoss', use_sigmoid=True, activate=True, reduction='mean',
+                   naive_dice=True, eps=1.0, loss_weight=5.0))
+
+
+def _targets() -> List[SegTargets]:
+    rng = np.random.default_rng(0)
+    out = []
+    for n in (3, 2):
+        masks = torch.zeros(n, H, W)
+        boxes = []
+        for i in range(n):
+            y0, x0 = rng.integers(0, H - 20), rng.integers(0, W - 20)
+            y1, x1 = y0 + rng.integers(5, 20), x0 + rng.integers(5, 20)
+            masks[i, y0:y1, x0:x1] = 1
+            boxes.append([x0, y0, x1, y1])
+        out.append(SegTargets(torch.as_tensor(rng.integers(0, C, n)),
+                              torch.tensor(boxes, dtype=torch.float32), masks, (H, W)))
+    return out
+
+
+def _sets(num_sets: int, nq: int, gen: torch.Generator) -> PredictionSets:
+    return PredictionSets(
+        (torch.randn(num_sets, 2, nq, C, generator=gen) * 2).requires_grad_(),
+        (torch.rand(num_sets, 2, nq, 4, generator=gen) * 0.4 + 0.3).requires_grad_(),
+        torch.randn(num_sets, 2, nq, DIMS, generator=gen).requires_grad_())
+
+
+@pytest.fixture(scope='module')
+def criterion():
+    init_default_scope('mmdet')
+    return MODELS.build(dict(type='MaskDINOCriterion', num_things_classes=C, num_points=300,
+                             **LOSSES))
+
+
+def _reference_match(preds, b, masks, target, assigner, num_points):
+    """Full-resolution masks sampled at the matcher's points, mmdet's assigner."""
+    points = torch.rand((1, num_points, 2))
+    n = len(target)
+    pred = InstanceData(scores=preds.cls_logits[0, b],
+                        bboxes=bbox_cxcywh_to_xyxy(preds.boxes[0, b]) * torch.tensor([W, H, W, H]),
+                        masks=point_sample(masks[:, None], points.expand(NQ, -1, -1)).squeeze(1))
+    gt = InstanceData(labels=target.labels, bboxes=target.boxes,
+                      masks=point_sample(target.masks[:, None], points.expand(n, -1, -1)).squeeze(1))
+    result = assigner.assign(pred, gt, img_meta=dict(img_shape=(H, W)))
+    query = torch.nonzero(result.gt_inds > 0).squeeze(1)
+    return torch.stack([query, result.gt_inds[query] - 1])
+
+
+def _reference_set(criterion, preds, features, targets, indices, num_gt):
+    """Losses of one set from (bs, nq, h, w) masks, the way Mask2Former / upstream compute them."""
+    masks = torch.einsum('bqc,bchw->bqhw', preds.mask_embeds[0], features)
+    logits, boxes = preds.cls_logits[0], preds.boxes[0]
+    labels = torch.full(logits.shape[:2], C, dtype=torch.long)
+    for b, (idx, t) in enumerate(zip(indices, targets)):
+        labels[b, idx[0]] = t.labels[idx[1]]
+    out = dict(loss_cls=criterion.loss_cls(logits.reshape(-1, C), labels.reshape(-1),
+                                           avg_factor=num_gt))
+    b_idx = torch.cat([torch.full_like(i[0], b) for b, i in enumerate(indices)])
+    q_idx = torch.cat([i[0] for i in indices])
+    gt_boxes = torch.cat([t.norm_cxcywh[i[1]] for i, t in zip(indices, targets)])
+    src = boxes[b_idx, q_idx]
+    out['loss_bbox'] = criterion.loss_bbox(src, gt_boxes, avg_factor=num_gt)
+    out['loss_iou'] = criterion.loss_iou(bbox_cxcywh_to_xyxy(src), bbox_cxcywh_to_xyxy(gt_boxes),
+                                         avg_factor=num_gt)
+    pred_masks = masks[b_idx, q_idx][:, None]
+    gt_masks = torch.cat([t.masks[i[1]] for i, t in zip(indices, targets)])[:, None]
+    with torch.no_grad():
+        points = get_uncertain_point_coords_with_randomness(pred_masks, None, 300, 3.0, 0.75)
+        gt_points = point_sample(gt_masks, points).squeeze(1)
+    pred_points = point_sample(pred_masks, points).squeeze(1)
+    out['loss_dice'] = criterion.loss_dice(pred_points, gt_points, avg_factor=num_gt)
+    out['loss_mask'] = criterion.loss_mask(pred_points.reshape(-1), gt_points.reshape(-1),
+                                           avg_factor=num_gt * 300)
+    return out
+
+
+def test_points_path_equals_full_mask_path(criterion):
+    """Matching, every loss term and the gradients of every input, under the same random points
+    (same seed, same draws): indices identical, losses rtol 1e-5, gradients atol 1e-5 x max."""
+    gen = torch.Generator().manual_seed(0)
+    layers, interm, dn_sets = _sets(3, NQ, gen), _sets(1, NQ, gen), _sets(3, 6, gen)
+    features = torch.randn(2, DIMS, H // 4, W // 4, generator=gen).requires_grad_()
+    targets = _targets()
+    dn_gen = MaskDINODnQueryGenerator(num_classes=C, embed_dims=8, num_matching_queries=NQ,
+                                      group_cfg=dict(dynamic=True, num_dn_queries=6))
+    dn = dn_gen(targets_as_samples(targets))
+    assert (dn.num_groups, dn.group_size) == (2, 3)
+    torch.manual_seed(1)
+    ours = criterion(HeadOutputs(features, layers, interm, dn_sets), targets, dn)
+
+    torch.manual_seed(1)
+    assigner = TASK_UTILS.build(DEFAULT_ASSIGNER)
+    ref = {}
+    named = [(f'd{i}.', layers[i]) for i in range(2)] + [('', layers[2]), ('interm.', interm)]
+    for prefix, preds in named:
+        masks = torch.einsum('bqc,bchw->bqhw', preds.mask_embeds[0], features)
+        with torch.no_grad():
+            indices = [_reference_match(preds, b, masks[b], t, assigner, 300)
+                       for b, t in enumerate(targets)]
+        for k, v in _reference_set(criterion, preds, features, targets, indices, 5.0).items():
+            ref[prefix + k] = v
+    dn_indices = dn.positive_indices([3, 2])
+    for prefix, preds in zip(['dn.d0.', 'dn.d1.', 'dn.'], dn_sets):
+        for k, v in _reference_set(criterion, preds, features, targets, dn_indices, 10.0).items():
+            ref[prefix + k] = v
+    assert sorted(ours) == sorted(ref)
+    for key in ref:
+        torch.testing.assert_close(ours[key], ref[key], rtol=1e-5, atol=1e-7,
+                                   msg=lambda m: f'{key}: {m}')
+    inputs = [features] + [t for s in (layers, interm, dn_sets)
+                           for t in (s.cls_logits, s.boxes, s.mask_embeds)]
+    g_ours = torch.autograd.grad(sum(ours.values()), inputs)
+    g_ref = torch.autograd.grad(sum(ref.values()), inputs)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=0)
+
+
+def test_point_mask_logits_equal_sampled_full_masks():
+    gen = torch.Generator().manual_seed(2)
+    embeds, features = torch.randn(7, 8, generator=gen), torch.randn(8, 9, 13, generator=gen)
+    points = torch.rand(50, 2, generator=gen) * 1.2 - 0.1  # some outside the map: zero padding
+    full = torch.einsum('qc,chw->qhw', embeds, features)
+    expected = point_sample(full[:, None], points[None].expand(7, -1, -1)).squeeze(1)
+    torch.testing.assert_close(point_mask_logits(embeds, features, points), expected,
+                               atol=1e-5, rtol=1e-5)
+
+
+class _MatrixProducts(TorchDispatchMode):
+    """Records the output shape of every matrix product (mm / bmm) an aten op makes."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in (torch.ops.aten.mm.default, torch.ops.aten.bmm.default):
+            self.shapes.append(tuple(out.shape))
+        return out
+
+
+def test_training_makes_no_full_resolution_masks_of_all_queries():
+    """Every matrix product of a training step (head + criterion, forward and backward) that
+    makes H/4 x W/4 maps: mask maps for the matched queries only, plus the interm queries' maps
+    once (no gradient) for mask-enhanced anchors; never one per query of every set."""
+    torch.manual_seed(0)
+    model = build_small_maskdino(num_queries=20, decoder_layers=2).train()
+    masks = [np.zeros((64, 64), bool) for _ in range(3)]
+    for i, m in enumerate(masks):
+        m[5 + 15 * i:18 + 15 * i, 4:40] = True
+    batch = make_det_batch(model, [masks, masks[:1]], [[0, 1, 2], [3]])
+    pixels = batch['inputs'].shape[-2] * batch['inputs'].shape[-1] // 16
+    head = model.panoptic_head
+    with _MatrixProducts() as record:
+        losses = model(**batch, mode='loss')
+        sum(losses.values()).backward()
+    rows = [int(np.prod(s[:-1])) for s in record.shapes if s[-1] == pixels]
+    assert head.mask_embed.layers[-1].out_features == 64
+    # 64-row maps: the pixel embedding's gradient (64 channels per image)
+    queries = [k for k in rows if k != 64]
+    assert queries.count(2 * 20) == 1  # the interm maps (2 images x 20 queries) for mask2box
+    queries.remove(2 * 20)
+    # the rest: matched queries of one image: <= 3 GT per set, 6 DN groups x 3 GT per DN set
+    assert queries and max(queries) <= 18 and 18 in queries
