@@ -16,7 +16,7 @@ from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmdet_maskdino.models.layers import MaskDINODnQueryGenerator
 from mmdet_maskdino.models.task_modules import DEFAULT_ASSIGNER
 from mmdet_maskdino.models.utils import (HeadOutputs, PredictionSets, SegTargets,
-                                         point_mask_logits, targets_as_samples)
+                                         point_mask_logits, sample_masks, targets_as_samples)
 from mmdet_maskdino.testing import build_small_maskdino, make_det_batch
 
 H, W, C, DIMS, NQ = 64, 96, 5, 16, 12
@@ -33,12 +33,12 @@ def _targets() -> List[SegTargets]:
     rng = np.random.default_rng(0)
     out = []
     for n in (3, 2):
-        masks = torch.zeros(n, H, W)
+        masks = torch.zeros(n, H, W, dtype=torch.bool)
         boxes = []
         for i in range(n):
             y0, x0 = rng.integers(0, H - 20), rng.integers(0, W - 20)
             y1, x1 = y0 + rng.integers(5, 20), x0 + rng.integers(5, 20)
-            masks[i, y0:y1, x0:x1] = 1
+            masks[i, y0:y1, x0:x1] = True
             boxes.append([x0, y0, x1, y1])
         out.append(SegTargets(torch.as_tensor(rng.integers(0, C, n)),
                               torch.tensor(boxes, dtype=torch.float32), masks, (H, W)))
@@ -67,7 +67,8 @@ def _reference_match(preds, b, masks, target, assigner, num_points):
                         bboxes=bbox_cxcywh_to_xyxy(preds.boxes[0, b]) * torch.tensor([W, H, W, H]),
                         masks=point_sample(masks[:, None], points.expand(NQ, -1, -1)).squeeze(1))
     gt = InstanceData(labels=target.labels, bboxes=target.boxes,
-                      masks=point_sample(target.masks[:, None], points.expand(n, -1, -1)).squeeze(1))
+                      masks=point_sample(target.masks[:, None].float(),
+                                         points.expand(n, -1, -1)).squeeze(1))
     result = assigner.assign(pred, gt, img_meta=dict(img_shape=(H, W)))
     query = torch.nonzero(result.gt_inds > 0).squeeze(1)
     return torch.stack([query, result.gt_inds[query] - 1])
@@ -90,7 +91,7 @@ def _reference_set(criterion, preds, features, targets, indices, num_gt):
     out['loss_iou'] = criterion.loss_iou(bbox_cxcywh_to_xyxy(src), bbox_cxcywh_to_xyxy(gt_boxes),
                                          avg_factor=num_gt)
     pred_masks = masks[b_idx, q_idx][:, None]
-    gt_masks = torch.cat([t.masks[i[1]] for i, t in zip(indices, targets)])[:, None]
+    gt_masks = torch.cat([t.masks[i[1]] for i, t in zip(indices, targets)])[:, None].float()
     with torch.no_grad():
         points = get_uncertain_point_coords_with_randomness(pred_masks, None, 300, 3.0, 0.75)
         gt_points = point_sample(gt_masks, points).squeeze(1)
@@ -140,6 +141,15 @@ def test_points_path_equals_full_mask_path(criterion):
     g_ref = torch.autograd.grad(sum(ref.values()), inputs)
     for a, b in zip(g_ours, g_ref):
         torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=0)
+
+
+def test_sample_masks_equals_point_sample_of_gathered_masks():
+    gen = torch.Generator().manual_seed(4)
+    masks = torch.rand(4, 33, 47, generator=gen) > 0.6
+    index = torch.tensor([2, 0, 2, 3, 1])
+    points = torch.rand(5, 200, 2, generator=gen) * 1.2 - 0.1  # some outside: zero padding
+    expected = point_sample(masks[index][:, None].float(), points).squeeze(1)
+    torch.testing.assert_close(sample_masks(masks, index, points), expected, atol=1e-5, rtol=0)
 
 
 def test_point_mask_logits_equal_sampled_full_masks():

@@ -12,6 +12,7 @@ Example::
     python tools/analysis_tools/benchmark_speed.py --train-sizes 512 1024 --train-steps 5
 """
 import argparse
+import ctypes
 import json
 import statistics
 import subprocess
@@ -115,13 +116,23 @@ def train_worker(config: str, size: int, device: str, data_root: str) -> None:
     step()  # warm-up
     print(MARK + json.dumps(dict(ready=True, objects=[len(i.labels) for i in images],
                           params_m=sum(p.numel() for p in model.parameters()) / 1e6)), flush=True)
+    release_free_memory()
     for line in sys.stdin:
         if line.strip() != 'step':
             break
         print(MARK + json.dumps(dict(step_s=step())), flush=True)
+        release_free_memory()  # an idle worker should not hold the other's memory
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == 'cuda' else
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(MARK + json.dumps(dict(peak_mib=peak)), flush=True)
+
+
+def release_free_memory() -> None:
+    """Return freed heap memory to the OS (glibc ``malloc_trim``; no-op elsewhere)."""
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _reply(proc: subprocess.Popen) -> dict:

@@ -12,7 +12,7 @@ from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmdet.utils import ConfigType, reduce_mean
 from ..layers.denoising import DnQueries
 from ..task_modules.hybrid_matcher import DEFAULT_ASSIGNER, HybridMatcher
-from ..utils.point_masks import matched_mask_logits
+from ..utils.point_masks import matched_mask_logits, sample_masks
 from ..utils.predictions import HeadOutputs, PredictionSets
 from ..utils.targets import SegTargets
 
@@ -165,10 +165,9 @@ class MaskDINOCriterion(BaseModule):
         gt_boxes = torch.cat([t.norm_cxcywh[idx[1]] for idx, t in zip(indices, targets)])
         loss_bbox, loss_iou = self._box_losses(boxes[batch_idx, query_idx].float(), gt_boxes,
                                                self.box_supervised(gt_labels), num_gt)
-        gt_masks = torch.cat([t.masks[idx[1]] for idx, t in zip(indices, targets)])
         with torch.autocast(embeds.device.type, enabled=False):
             pred_masks = matched_mask_logits(embeds.float(), mask_features.float(), indices)
-            loss_mask, loss_dice = self._mask_losses(pred_masks, gt_masks, num_gt)
+            loss_mask, loss_dice = self._mask_losses(pred_masks, targets, indices, num_gt)
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_iou=loss_iou,
                     loss_mask=loss_mask, loss_dice=loss_dice)
 
@@ -200,20 +199,24 @@ class MaskDINOCriterion(BaseModule):
                                  avg_factor=num_gt)
         return loss_bbox, loss_iou
 
-    def _mask_losses(self, pred_masks: Tensor, gt_masks: Tensor,
-                     num_gt: float) -> Tuple[Tensor, Tensor]:
+    def _mask_losses(self, pred_masks: Tensor, targets: List[SegTargets],
+                     indices: List[Tensor], num_gt: float) -> Tuple[Tensor, Tensor]:
         """Point-sampled BCE and dice with importance sampling (PointRend / Mask2Former).
 
         Args:
-            pred_masks (Tensor): (n, h, w) matched mask logits (1/4 of the padded batch).
-            gt_masks (Tensor): (n, H_pad, W_pad) their GT masks.
+            pred_masks (Tensor): (m, h, w) matched mask logits (1/4 of the padded batch), images
+                in batch order, pairs in the order of ``indices``.
+            targets (list[SegTargets]): One per image (GT read at the points only).
+            indices (list[Tensor]): Per image, (2, m_b) ``(query index, gt index)``.
             num_gt (float): Normaliser.
         """
         with torch.no_grad():
             points = get_uncertain_point_coords_with_randomness(
                 pred_masks[:, None], None, self.num_points, self.oversample_ratio,
                 self.importance_sample_ratio)
-            gt_points = point_sample(gt_masks[:, None], points, align_corners=False).squeeze(1)
+            per_image = points.split([idx.size(1) for idx in indices])
+            gt_points = torch.cat([sample_masks(t.masks, idx[1], p)
+                                   for t, idx, p in zip(targets, indices, per_image)])
         pred_points = point_sample(pred_masks[:, None], points, align_corners=False).squeeze(1)
         loss_dice = self.loss_dice(pred_points, gt_points, avg_factor=num_gt)
         loss_mask = self.loss_mask(pred_points.reshape(-1), gt_points.reshape(-1),

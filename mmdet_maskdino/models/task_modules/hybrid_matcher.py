@@ -2,14 +2,13 @@
 from typing import List, Optional, Tuple
 
 import torch
-from mmcv.ops import point_sample
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmdet.registry import TASK_UTILS
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmdet.utils import ConfigType
-from ..utils.point_masks import point_mask_logits
+from ..utils.point_masks import point_mask_logits, sample_masks
 from ..utils.targets import SegTargets
 
 #: Upstream's cost: 4 focal class + 5 L1 (normalised cxcywh) + 2 (-GIoU) + 5 mask BCE + 5 dice.
@@ -86,8 +85,9 @@ class HybridMatcher:
         h, w = target.pad_shape
         points = torch.rand((1, self.num_points, 2), device=cls_logits.device)
         pred_points = point_mask_logits(mask_embeds.float(), mask_features.float(), points[0])
-        gt_points = point_sample(target.masks[:, None], points.expand(len(target), -1, -1),
-                                 align_corners=False).squeeze(1)
+        n = len(target)
+        gt_points = sample_masks(target.masks, torch.arange(n, device=points.device),
+                                 points.expand(n, -1, -1))
         scale = boxes.new_tensor([w, h, w, h], dtype=torch.float32)
         pred = InstanceData(scores=cls_logits.float(), masks=pred_points,
                             bboxes=bbox_cxcywh_to_xyxy(boxes.float()) * scale)

@@ -44,3 +44,38 @@ def matched_mask_logits(mask_embeds: Tensor, mask_features: Tensor,
     if not maps:
         return mask_features.new_zeros((0, h, w))
     return torch.cat(maps).view(-1, h, w)
+
+
+def sample_masks(masks: Tensor, index: Tensor, points: Tensor) -> Tensor:
+    """Bilinear values of ``masks[index[m]]`` at ``points[m]``, without gathering the masks.
+
+    The same numbers as ``point_sample(masks[index][:, None].float(), points)`` (``grid_sample``
+    with ``align_corners=False`` and zero padding, up to float rounding of the pixel coordinates),
+    but only the four corner pixels of each point are read: no (m, H, W) copy of full-resolution
+    masks is made, and ``masks`` may be bool.
+
+    Args:
+        masks (Tensor): (n, H, W) masks (bool, integer or float).
+        index (Tensor): (m,) long, which mask each row of ``points`` samples.
+        points (Tensor): (m, num_points, 2) normalised (x, y) in [0, 1].
+
+    Returns:
+        Tensor: (m, num_points) float32.
+    """
+    h, w = masks.shape[-2:]
+    grid = points.float() * 2 - 1  # grid_sample's frame, then its unnormalisation
+    x = ((grid[..., 0] + 1) * w - 1) / 2
+    y = ((grid[..., 1] + 1) * h - 1) / 2
+    x0, y0 = x.floor(), y.floor()
+    rows = index[:, None]
+    out = torch.zeros(points.shape[:-1], device=points.device)
+    for dx in (0, 1):
+        wx = (x - x0) if dx else (x0 + 1 - x)
+        xi = x0 + dx
+        for dy in (0, 1):
+            wy = (y - y0) if dy else (y0 + 1 - y)
+            yi = y0 + dy
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            value = masks[rows, yi.clamp(0, h - 1).long(), xi.clamp(0, w - 1).long()]
+            out += value.float() * (wx * wy * inside)
+    return out

@@ -18,7 +18,7 @@ class SegTargets:
     Attributes:
         labels (Tensor): (n,) long, things ``[0, num_things)`` then stuff.
         boxes (Tensor): (n, 4) absolute xyxy in pixels of the padded batch.
-        masks (Tensor): (n, H_pad, W_pad) float {0, 1}.
+        masks (Tensor): (n, H_pad, W_pad) bool (read at sampled points only).
         pad_shape (tuple): ``(H_pad, W_pad)``.
     """
     labels: Tensor
@@ -99,7 +99,7 @@ def build_targets(batch_data_samples: SampleList, num_things: int, num_classes: 
             labels = torch.cat([labels, stuff_labels])
             masks = torch.cat([masks, stuff_masks])
             boxes = torch.cat([boxes, mask2bbox(stuff_masks)])
-        targets.append(SegTargets(labels, boxes, masks.float(), pad_shape))
+        targets.append(SegTargets(labels, boxes, masks, pad_shape))
     return targets
 
 
