@@ -29,7 +29,7 @@ model = dict(
             dict(type='ClassificationCost', weight=4.0),
             dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
             dict(type='IoUCost', iou_mode='giou', weight=2.0),
-            dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
+            dict(type='PointMaskBCECost', weight=5.0),  # = CrossEntropyLossCost(use_sigmoid)
             dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0)
         ])),
     test_cfg=dict(_delete_=True, panoptic_on=False, semantic_on=True, instance_on=False))

@@ -127,10 +127,11 @@ def run_case(fx: dict, case: str) -> Dict[str, object]:
     with rng():
         losses = head.loss(feats, recorded_samples(fx))
     outputs = seen['outputs']
+    features_hwc = outputs.mask_features.detach().permute(0, 2, 3, 1).contiguous()
     with rng():  # the matcher's points are keyed by shape: the same ones as in the loss
         costs = [[head.criterion.matcher.costs(
             preds.cls_logits[0, b], preds.boxes[0, b], preds.mask_embeds[0, b],
-            outputs.mask_features[b], t, head.criterion.box_supervised(t.labels))
+            features_hwc[b], t, head.criterion.box_supervised(t.labels))
             for b, t in enumerate(seen['targets'])]
             for preds in list(outputs.layers) + [outputs.interm]]
     zero_grad = zero_gradient_facts(head, losses)

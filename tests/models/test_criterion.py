@@ -158,8 +158,8 @@ def test_point_mask_logits_equal_sampled_full_masks():
     points = torch.rand(50, 2, generator=gen) * 1.2 - 0.1  # some outside the map: zero padding
     full = torch.einsum('qc,chw->qhw', embeds, features)
     expected = point_sample(full[:, None], points[None].expand(7, -1, -1)).squeeze(1)
-    torch.testing.assert_close(point_mask_logits(embeds, features, points), expected,
-                               atol=1e-5, rtol=1e-5)
+    ours = point_mask_logits(embeds, features.permute(1, 2, 0), points)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
 
 
 class _MatrixProducts(TorchDispatchMode):

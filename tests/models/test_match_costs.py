@@ -34,3 +34,19 @@ def test_without_things_or_flags():
     pred, gt = _instances()  # no is_thing field: the wrapped cost unchanged
     inner = cost.cost(pred, gt, META)
     assert torch.equal(cost(pred, gt, META), inner)
+
+
+def test_point_mask_bce_cost_equals_mmdet_cross_entropy_cost():
+    from mmdet.models.task_modules.assigners.match_cost import CrossEntropyLossCost
+
+    from mmdet_maskdino.models.task_modules import PointMaskBCECost
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(7, 500, generator=gen) * 8  # saturated logits too
+    logits[0] = 60.0
+    logits[1] = -60.0
+    targets = (torch.rand(3, 500, generator=gen) > 0.5).float()
+    targets[0] = 0.3  # fractional point values (bilinear GT at mask edges)
+    pred, gt = InstanceData(masks=logits), InstanceData(masks=targets)
+    ours = PointMaskBCECost(weight=5.0)(pred, gt)
+    expected = CrossEntropyLossCost(use_sigmoid=True, weight=5.0)(pred, gt)
+    torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-6)

@@ -52,7 +52,7 @@ def test_hybrid_matching_equals_scipy_on_hand_computed_costs(model):
     target = SegTargets(torch.tensor([1, 3, 1]), gt_boxes, gt_masks, (H, W))
 
     torch.manual_seed(11)
-    matched = matcher(logits, boxes, embeds, features, target)
+    matched = matcher(logits, boxes, embeds, features.permute(1, 2, 0), target)
     torch.manual_seed(11)
     points = torch.rand((1, matcher.num_points, 2))
 

@@ -6,13 +6,12 @@ from mmcv.ops import point_sample
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from mmdet.models.utils import get_uncertain_point_coords_with_randomness
 from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmdet.utils import ConfigType, reduce_mean
 from ..layers.denoising import DnQueries
 from ..task_modules.hybrid_matcher import DEFAULT_ASSIGNER, HybridMatcher
-from ..utils.point_masks import matched_mask_logits, sample_masks
+from ..utils.point_masks import matched_mask_logits, sample_masks, uncertain_points
 from ..utils.predictions import HeadOutputs, PredictionSets
 from ..utils.targets import SegTargets
 
@@ -103,14 +102,15 @@ class MaskDINOCriterion(BaseModule):
         """
         num_gt = self.num_gt(targets, outputs.layers.cls_logits)
         features = outputs.mask_features
+        features_hwc = features.detach().float().permute(0, 2, 3, 1).contiguous()  # matching
         names = [f'd{i}.' for i in range(len(outputs.layers) - 1)] + ['']
         losses = {}
         for prefix, preds in zip(names, outputs.layers):
-            indices = self.match(preds, features, targets)
+            indices = self.match(preds, features_hwc, targets)
             losses.update(_prefixed(prefix, self.loss_by_feat_single(preds, features, targets,
                                                                      indices, num_gt)))
         if outputs.interm is not None:
-            indices = self.match(outputs.interm, features, targets)
+            indices = self.match(outputs.interm, features_hwc, targets)
             losses.update(_prefixed('interm.', self.loss_by_feat_single(
                 outputs.interm, features, targets, indices, num_gt)))
         if outputs.dn is not None:
@@ -127,16 +127,21 @@ class MaskDINOCriterion(BaseModule):
         count = like.new_tensor(float(sum(len(t) for t in targets)))
         return max(reduce_mean(count).item(), 1.0)
 
-    def match(self, preds: PredictionSets, mask_features: Tensor,
+    def match(self, preds: PredictionSets, features_hwc: Tensor,
               targets: List[SegTargets]) -> List[Tensor]:
         """Hybrid matching of one prediction set, image by image.
+
+        Args:
+            preds (PredictionSets): One set.
+            features_hwc (Tensor): (bs, h, w, mask_dims) pixel embedding, channels last.
+            targets (list[SegTargets]): One per image.
 
         Returns:
             list[Tensor]: Per image, (2, m) long ``(query index, gt index)``.
         """
         return [
             self.matcher(preds.cls_logits[0, b], preds.boxes[0, b], preds.mask_embeds[0, b],
-                         mask_features[b], t, self.box_supervised(t.labels))
+                         features_hwc[b], t, self.box_supervised(t.labels))
             for b, t in enumerate(targets)
         ]
 
@@ -211,9 +216,8 @@ class MaskDINOCriterion(BaseModule):
             num_gt (float): Normaliser.
         """
         with torch.no_grad():
-            points = get_uncertain_point_coords_with_randomness(
-                pred_masks[:, None], None, self.num_points, self.oversample_ratio,
-                self.importance_sample_ratio)
+            points = uncertain_points(pred_masks.detach(), self.num_points, self.oversample_ratio,
+                                      self.importance_sample_ratio)
             per_image = points.split([idx.size(1) for idx in indices])
             gt_points = torch.cat([sample_masks(t.masks, idx[1], p)
                                    for t, idx, p in zip(targets, indices, per_image)])

@@ -1,4 +1,4 @@
 from .hybrid_matcher import DEFAULT_ASSIGNER, HybridMatcher
-from .match_costs import ThingBoxCost
+from .match_costs import PointMaskBCECost, ThingBoxCost
 
-__all__ = ['ThingBoxCost', 'HybridMatcher', 'DEFAULT_ASSIGNER']
+__all__ = ['ThingBoxCost', 'PointMaskBCECost', 'HybridMatcher', 'DEFAULT_ASSIGNER']

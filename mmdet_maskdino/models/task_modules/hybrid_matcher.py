@@ -18,7 +18,7 @@ DEFAULT_ASSIGNER = dict(
         dict(type='FocalLossCost', weight=4.0, alpha=0.25, gamma=2.0, eps=1e-8),
         dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
         dict(type='IoUCost', iou_mode='giou', weight=2.0),
-        dict(type='CrossEntropyLossCost', weight=5.0, use_sigmoid=True),
+        dict(type='PointMaskBCECost', weight=5.0),  # = CrossEntropyLossCost(use_sigmoid)
         dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0),
     ])
 
@@ -42,7 +42,7 @@ class HybridMatcher:
         self.num_points = num_points
 
     def __call__(self, cls_logits: Tensor, boxes: Tensor, mask_embeds: Tensor,
-                 mask_features: Tensor, target: SegTargets,
+                 features_hwc: Tensor, target: SegTargets,
                  is_thing: Optional[Tensor] = None) -> Tensor:
         """Match one image.
 
@@ -50,7 +50,8 @@ class HybridMatcher:
             cls_logits (Tensor): (nq, C) class logits.
             boxes (Tensor): (nq, 4) sigmoided cxcywh normalised w.r.t. the padded batch.
             mask_embeds (Tensor): (nq, mask_dims).
-            mask_features (Tensor): (mask_dims, h, w), the image's pixel embedding.
+            features_hwc (Tensor): (h, w, mask_dims), the image's pixel embedding, channels
+                last.
             target (SegTargets): The image's ground truth.
             is_thing (Tensor, optional): (n,) bool; targets whose box may steer box costs
                 (read by ``ThingBoxCost``).
@@ -61,30 +62,30 @@ class HybridMatcher:
         if len(target) == 0:
             return cls_logits.new_zeros((2, 0), dtype=torch.long)
         with torch.no_grad(), torch.autocast(cls_logits.device.type, enabled=False):
-            pred, gt, img_meta = self._instances(cls_logits, boxes, mask_embeds, mask_features,
+            pred, gt, img_meta = self._instances(cls_logits, boxes, mask_embeds, features_hwc,
                                                  target, is_thing)
             result = self.assigner.assign(pred, gt, img_meta=img_meta)
         query = torch.nonzero(result.gt_inds > 0, as_tuple=False).squeeze(1)
         return torch.stack([query, result.gt_inds[query] - 1])
 
     def costs(self, cls_logits: Tensor, boxes: Tensor, mask_embeds: Tensor,
-              mask_features: Tensor, target: SegTargets,
+              features_hwc: Tensor, target: SegTargets,
               is_thing: Optional[Tensor] = None) -> List[Tensor]:
         """The weighted (nq, n) cost matrices of the assigner's match costs, in config order
         (their sum is what :meth:`__call__` assigns on, drawing its points the same way)."""
         with torch.no_grad(), torch.autocast(cls_logits.device.type, enabled=False):
-            pred, gt, img_meta = self._instances(cls_logits, boxes, mask_embeds, mask_features,
+            pred, gt, img_meta = self._instances(cls_logits, boxes, mask_embeds, features_hwc,
                                                  target, is_thing)
             return [cost(pred, gt, img_meta) for cost in self.assigner.match_costs]
 
     def _instances(self, cls_logits: Tensor, boxes: Tensor, mask_embeds: Tensor,
-                   mask_features: Tensor, target: SegTargets,
+                   features_hwc: Tensor, target: SegTargets,
                    is_thing: Optional[Tensor]) -> Tuple[InstanceData, InstanceData, dict]:
         """What mmdet's match costs read: class logits, absolute xyxy boxes and mask logits /
         GT values at ``num_points`` random points (fp32)."""
         h, w = target.pad_shape
         points = torch.rand((1, self.num_points, 2), device=cls_logits.device)
-        pred_points = point_mask_logits(mask_embeds.float(), mask_features.float(), points[0])
+        pred_points = point_mask_logits(mask_embeds.float(), features_hwc.float(), points[0])
         n = len(target)
         gt_points = sample_masks(target.masks, torch.arange(n, device=points.device),
                                  points.expand(n, -1, -1))

@@ -1,11 +1,13 @@
 from .box_init import BoxInitType, init_anchor_boxes, mask2box_bitmask, mask2box_tight
 from .levels import flatten_levels
-from .point_masks import matched_mask_logits, point_mask_logits, sample_masks
+from .point_masks import (bilinear_corners, matched_mask_logits, point_mask_logits,
+                          sample_features, sample_masks, uncertain_points)
 from .predictions import HeadOutputs, PredictionSets, mask_logits, split_dn_queries
 from .proposals import gen_encoder_output_proposals
 from .targets import SegTargets, build_targets, stuff_targets, targets_as_samples
 
 __all__ = ['BoxInitType', 'init_anchor_boxes', 'mask2box_bitmask', 'mask2box_tight',
            'gen_encoder_output_proposals', 'flatten_levels', 'HeadOutputs', 'PredictionSets',
-           'mask_logits', 'split_dn_queries', 'matched_mask_logits', 'point_mask_logits', 'sample_masks',
+           'mask_logits', 'split_dn_queries', 'matched_mask_logits', 'point_mask_logits',
+           'sample_masks', 'bilinear_corners', 'sample_features', 'uncertain_points',
            'SegTargets', 'build_targets', 'stuff_targets', 'targets_as_samples']

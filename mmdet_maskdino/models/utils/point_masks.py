@@ -2,29 +2,76 @@
 
 A mask logit is the dot product of a query's mask embedding with the pixel embedding, and bilinear
 point sampling is linear, so ``point_sample(q . E, p) = q . point_sample(E, p)``: the logits of all
-queries at shared points cost one sampling of ``E`` and one matrix product.
+queries at shared points cost one sampling of ``E`` and one matrix product. Sampling here is
+``grid_sample``'s bilinear rule (``align_corners=False``, zero padding) written as a gather of the
+four corner pixels, which reads channels-last features and bool masks without copies.
 """
-from typing import List
+from typing import Iterator, List, Tuple
 
 import torch
-from mmcv.ops import point_sample
+import torch.nn.functional as F
 from torch import Tensor
 
 
-def point_mask_logits(mask_embeds: Tensor, mask_features: Tensor, points: Tensor) -> Tensor:
+def bilinear_corners(points: Tensor, h: int, w: int) -> Iterator[Tuple[Tensor, Tensor]]:
+    """The four pixels a bilinear sample reads, and their weights, corner by corner.
+
+    Args:
+        points (Tensor): (..., 2) normalised (x, y) in [0, 1] of an (h, w) map; outside is
+            allowed (zero padding: out-of-map corners get weight 0).
+        h, w (int): Map size.
+
+    Yields:
+        tuple: For each of the 4 corners, ``index`` (...) long flat pixel indices ``y * w + x``
+        (clamped into the map) and ``weight`` (...) float32, as
+        ``grid_sample(..., align_corners=False)`` computes them (up to float rounding).
+    """
+    grid = points.float() * 2 - 1  # grid_sample's frame, then its unnormalisation
+    x = ((grid[..., 0] + 1) * w - 1) / 2
+    y = ((grid[..., 1] + 1) * h - 1) / 2
+    x0, y0 = x.floor(), y.floor()
+    for dy in (0, 1):
+        yi = y0 + dy
+        wy = (y - y0) if dy else (y0 + 1 - y)
+        for dx in (0, 1):
+            xi = x0 + dx
+            wx = (x - x0) if dx else (x0 + 1 - x)
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            yield (yi.clamp(0, h - 1).long() * w + xi.clamp(0, w - 1).long(),
+                   wx * wy * inside)
+
+
+def sample_features(features_hwc: Tensor, points: Tensor) -> Tensor:
+    """Bilinear samples of a channels-last feature map.
+
+    Args:
+        features_hwc (Tensor): (h, w, C).
+        points (Tensor): (num_points, 2) normalised (x, y).
+
+    Returns:
+        Tensor: (num_points, C), as ``point_sample`` of the (C, h, w) map, transposed.
+    """
+    h, w, c = features_hwc.shape
+    flat = features_hwc.reshape(h * w, c)
+    out = features_hwc.new_zeros((points.size(0), c))
+    for index, weight in bilinear_corners(points, h, w):
+        out.addcmul_(flat.index_select(0, index), weight[:, None].to(out.dtype))
+    return out
+
+
+def point_mask_logits(mask_embeds: Tensor, features_hwc: Tensor, points: Tensor) -> Tensor:
     """Mask logits of every query at points shared by all queries of one image.
 
     Args:
         mask_embeds (Tensor): (nq, mask_dims) mask embeddings of one image's queries.
-        mask_features (Tensor): (mask_dims, h, w) that image's pixel embedding.
+        features_hwc (Tensor): (h, w, mask_dims) that image's pixel embedding, channels last.
         points (Tensor): (num_points, 2) normalised (x, y) in [0, 1] of the map.
 
     Returns:
         Tensor: (nq, num_points), equal to bilinear ``point_sample`` (``align_corners=False``,
         zero padding) of the full mask logits.
     """
-    sampled = point_sample(mask_features[None], points[None], align_corners=False)[0]
-    return mask_embeds @ sampled
+    return mask_embeds @ sample_features(features_hwc, points).t()
 
 
 def matched_mask_logits(mask_embeds: Tensor, mask_features: Tensor,
@@ -49,10 +96,9 @@ def matched_mask_logits(mask_embeds: Tensor, mask_features: Tensor,
 def sample_masks(masks: Tensor, index: Tensor, points: Tensor) -> Tensor:
     """Bilinear values of ``masks[index[m]]`` at ``points[m]``, without gathering the masks.
 
-    The same numbers as ``point_sample(masks[index][:, None].float(), points)`` (``grid_sample``
-    with ``align_corners=False`` and zero padding, up to float rounding of the pixel coordinates),
-    but only the four corner pixels of each point are read: no (m, H, W) copy of full-resolution
-    masks is made, and ``masks`` may be bool.
+    The same numbers as ``point_sample(masks[index][:, None].float(), points)`` (up to float
+    rounding of the pixel coordinates), but only the four corner pixels of each point are read:
+    no (m, H, W) copy of full-resolution masks is made, and ``masks`` may be bool.
 
     Args:
         masks (Tensor): (n, H, W) masks (bool, integer or float).
@@ -63,19 +109,41 @@ def sample_masks(masks: Tensor, index: Tensor, points: Tensor) -> Tensor:
         Tensor: (m, num_points) float32.
     """
     h, w = masks.shape[-2:]
-    grid = points.float() * 2 - 1  # grid_sample's frame, then its unnormalisation
-    x = ((grid[..., 0] + 1) * w - 1) / 2
-    y = ((grid[..., 1] + 1) * h - 1) / 2
-    x0, y0 = x.floor(), y.floor()
-    rows = index[:, None]
+    flat, offset = masks.reshape(-1), (index * (h * w))[:, None]
     out = torch.zeros(points.shape[:-1], device=points.device)
-    for dx in (0, 1):
-        wx = (x - x0) if dx else (x0 + 1 - x)
-        xi = x0 + dx
-        for dy in (0, 1):
-            wy = (y - y0) if dy else (y0 + 1 - y)
-            yi = y0 + dy
-            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-            value = masks[rows, yi.clamp(0, h - 1).long(), xi.clamp(0, w - 1).long()]
-            out += value.float() * (wx * wy * inside)
+    for corner, weight in bilinear_corners(points, h, w):
+        values = flat.index_select(0, (corner + offset).reshape(-1)).view(corner.shape)
+        out.addcmul_(values.float(), weight)
     return out
+
+
+def uncertain_points(mask_logits: Tensor, num_points: int, oversample_ratio: float,
+                     importance_sample_ratio: float) -> Tensor:
+    """PointRend's importance sampling of the points a mask loss is computed on.
+
+    ``num_points * oversample_ratio`` random candidates per mask (``torch.rand(m, k, 2)``); the
+    ``importance_sample_ratio * num_points`` with the smallest ``|logit|`` (the most uncertain)
+    are kept, then ``torch.rand(m, rest, 2)`` random points are appended: the draws, and the chosen
+    set, of mmdet's ``get_uncertain_point_coords_with_randomness`` (which Mask2Former and upstream
+    Mask DINO use), without its sorted top-k and intermediate copies.
+
+    Args:
+        mask_logits (Tensor): (m, h, w) mask logits (no gradient needed).
+        num_points (int): Points per mask.
+        oversample_ratio (float): Candidates per point (>= 1).
+        importance_sample_ratio (float): Fraction of points chosen by uncertainty.
+
+    Returns:
+        Tensor: (m, num_points, 2) normalised (x, y) in [0, 1].
+    """
+    m = mask_logits.size(0)
+    num_uncertain = int(importance_sample_ratio * num_points)
+    candidates = torch.rand(m, int(num_points * oversample_ratio), 2, device=mask_logits.device)
+    grid = candidates.mul(2).sub_(1)[:, :, None]  # grid_sample's [-1, 1] frame
+    logits = F.grid_sample(mask_logits[:, None], grid, align_corners=False)[:, 0, :, 0]
+    chosen = logits.abs().topk(num_uncertain, dim=1, largest=False, sorted=False)[1]
+    points = candidates.gather(1, chosen[..., None].expand(-1, -1, 2))
+    if num_points > num_uncertain:
+        rand = torch.rand(m, num_points - num_uncertain, 2, device=mask_logits.device)
+        points = torch.cat([points, rand], 1)
+    return points
