@@ -214,3 +214,29 @@ def test_denoising_groups_and_matching_queries_are_isolated_in_the_decoder():
     for a, b in ((ref.layers, new.layers), (ref.interm, new.interm)):
         assert torch.equal(a.cls_logits, b.cls_logits) and torch.equal(a.boxes, b.boxes)
         assert torch.equal(a.mask_embeds, b.mask_embeds)
+
+
+def test_activation_checkpointing_gives_the_same_losses_and_gradients():
+    """with_cp on every encoder and decoder layer recomputes activations in the backward pass:
+    same losses and gradients as without (same weights, batch and random draws)."""
+    torch.manual_seed(0)
+    model = build_small_maskdino().train()
+    gts = [[_mask(5, 30, 5, 30), _mask(30, 60, 20, 50)], [_mask(0, 9, 0, 64)]]
+    batch = make_det_batch(model, gts, [[1, 2], [3]])
+    head = model.panoptic_head
+    results = []
+    for with_cp in (False, True):
+        head.pixel_decoder.encoder.with_cp = head.decoder.with_cp = with_cp
+        torch.manual_seed(1)  # the same DN noise and sampled points
+        losses = model(**batch, mode='loss')
+        model.zero_grad()
+        sum(losses.values()).backward()
+        results.append((losses, {k: p.grad.clone() for k, p in model.named_parameters()
+                                  if p.grad is not None}))
+    (ref_losses, ref_grads), (cp_losses, cp_grads) = results
+    for key in ref_losses:
+        torch.testing.assert_close(cp_losses[key], ref_losses[key], rtol=1e-6, atol=1e-7)
+    assert ref_grads.keys() == cp_grads.keys()
+    for key, grad in ref_grads.items():
+        torch.testing.assert_close(cp_grads[key], grad, rtol=1e-5, atol=1e-6 * grad.abs().max())
+    model.zero_grad()

@@ -30,20 +30,35 @@ MODELS_TO_COMPARE = {
 }
 REFERENCE = 'Mask2Former R50 (mmdet)'
 MARK = '@@benchmark '  # prefix of a worker's result lines
-#: trained side by side (the issue's protocol: the released model against Mask2Former)
-TRAIN_MODELS = {k: MODELS_TO_COMPARE[k] for k in (
-    'Mask DINO R50 (4 levels, enc FFN 2048)', REFERENCE)}
+#: activation checkpointing of every encoder and decoder layer (``with_cp``)
+WITH_CP = ('model.panoptic_head.pixel_decoder.encoder.with_cp=True,'
+           'model.panoptic_head.transformer_decoder.with_cp=True')
+#: trained side by side: the released model (with and without ``with_cp``) against Mask2Former;
+#: a config may end with ``|key=value,...`` options
+RELEASED = 'Mask DINO R50 (4 levels, enc FFN 2048)'
+TRAIN_MODELS = {
+    RELEASED: MODELS_TO_COMPARE[RELEASED],
+    'Mask DINO R50, with_cp': MODELS_TO_COMPARE[RELEASED] + '|' + WITH_CP,
+    REFERENCE: MODELS_TO_COMPARE[REFERENCE],
+}
 
 
 def build(config: str, device: str, size: int):
-    """Model from a config, random weights (no download), BatchFixedSizePad set to ``size``."""
+    """Model from a config, random weights (no download), BatchFixedSizePad set to ``size``.
+
+    ``config`` may end with ``|key=value,key=value`` config options (values: Python literals).
+    """
+    import ast
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     import mmdet_maskdino  # noqa: F401
     from mmdet.registry import MODELS
     from mmdet_maskdino.benchmarks.zoo import resolve_config
+    config, _, options = config.partition('|')
     cfg = Config.fromfile(resolve_config(config))  # mmdet::x.py: a config shipped in mmdet
+    cfg.merge_from_dict({k: ast.literal_eval(v) for k, v in
+                         (item.split('=', 1) for item in options.split(',') if item)})
     init_default_scope('mmdet')
     cfg.model.backbone.init_cfg = None
     for aug in cfg.model.data_preprocessor.get('batch_augments') or []:

@@ -1,11 +1,14 @@
 """Deformable attention kept in fp32 under AMP (as upstream's ``custom_fwd(cast_inputs=float32)``),
 and the encoder built on it."""
+from typing import Optional
+
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from mmdet.models.layers.transformer import DeformableDetrTransformerEncoder
+from .msda_gather import multi_scale_deformable_attn_gather
 
 
 def _fp32(x):
@@ -13,20 +16,82 @@ def _fp32(x):
 
 
 class Fp32MultiScaleDeformableAttention(MultiScaleDeformableAttention):
-    """mmcv's ``MultiScaleDeformableAttention`` that always computes in float32.
+    """mmcv's ``MultiScaleDeformableAttention`` computed in float32, with a faster CPU path.
 
     Under autocast, mmcv feeds fp16 sampling locations to its kernel; small offsets on large maps
     lose precision. This subclass disables autocast around the whole module and casts its floating
-    inputs to float32; the output is float32 (autocast re-casts downstream). Same parameters and
+    inputs to float32; the output is float32 (autocast re-casts downstream). On CUDA it runs
+    mmcv's forward (its CUDA kernel). On the CPU, where mmcv samples level by level with
+    ``grid_sample``, the same projections feed :func:`multi_scale_deformable_attn_gather` (one
+    weighted gather over all levels; same numbers up to float rounding). Same parameters and
     state-dict keys as the parent.
     """
 
     def forward(self, *args, **kwargs) -> Tensor:
-        device_type = next(a for a in list(args) + list(kwargs.values())
-                           if isinstance(a, Tensor)).device.type
-        with torch.autocast(device_type=device_type, enabled=False):
-            return super().forward(*[_fp32(a) for a in args],
-                                   **{k: _fp32(v) for k, v in kwargs.items()})
+        tensors = [a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor)]
+        with torch.autocast(device_type=tensors[0].device.type, enabled=False):
+            args = [_fp32(a) for a in args]
+            kwargs = {k: _fp32(v) for k, v in kwargs.items()}
+            if tensors[0].is_cuda:
+                return super().forward(*args, **kwargs)
+            return self._forward_gather(*args, **kwargs)
+
+    def _forward_gather(self,
+                        query: Tensor,
+                        key: Optional[Tensor] = None,
+                        value: Optional[Tensor] = None,
+                        identity: Optional[Tensor] = None,
+                        query_pos: Optional[Tensor] = None,
+                        key_padding_mask: Optional[Tensor] = None,
+                        reference_points: Optional[Tensor] = None,
+                        spatial_shapes: Optional[Tensor] = None,
+                        level_start_index: Optional[Tensor] = None,
+                        **kwargs) -> Tensor:
+        """The parent's contract (``key`` unused, as in mmcv); see its ``forward``."""
+        value = query if value is None else value
+        identity = query if identity is None else identity
+        if query_pos is not None:
+            query = query + query_pos
+        if not self.batch_first:
+            query, value = query.transpose(0, 1), value.transpose(0, 1)
+        bs, num_queries, _ = query.shape
+        value = self.value_proj(value)
+        if key_padding_mask is not None:
+            value = value.masked_fill(key_padding_mask[..., None], 0.0)
+        value = value.view(bs, value.size(1), self.num_heads, -1)
+        shape = (bs, num_queries, self.num_heads, self.num_levels, self.num_points)
+        offsets = self.sampling_offsets(query).view(*shape, 2)
+        attention = self.attention_weights(query).view(*shape[:3], -1).softmax(-1).view(shape)
+        locations = sampling_locations(reference_points, offsets, spatial_shapes)
+        output = self.output_proj(multi_scale_deformable_attn_gather(
+            value, spatial_shapes, level_start_index, locations, attention))
+        if not self.batch_first:
+            output = output.transpose(0, 1)
+        return self.dropout(output) + identity
+
+
+def sampling_locations(reference_points: Tensor, offsets: Tensor,
+                       spatial_shapes: Tensor) -> Tensor:
+    """Where deformable attention samples (Deformable DETR, eq. 3).
+
+    Args:
+        reference_points (Tensor): (bs, num_queries, num_levels, 2) normalised points, or
+            (..., 4) normalised cxcywh boxes.
+        offsets (Tensor): (bs, num_queries, num_heads, num_levels, num_points, 2) predicted
+            offsets: in pixels of each level for points; for boxes, in units of half the box
+            size per ``num_points``.
+        spatial_shapes (Tensor): (num_levels, 2) ``(h, w)``.
+
+    Returns:
+        Tensor: (bs, num_queries, num_heads, num_levels, num_points, 2) normalised (x, y).
+    """
+    ref = reference_points[:, :, None, :, None, :]
+    if reference_points.size(-1) == 2:
+        return ref + offsets / spatial_shapes.flip(-1)[None, None, None, :, None, :]
+    if reference_points.size(-1) == 4:
+        return ref[..., :2] + offsets / offsets.size(-2) * ref[..., 2:] * 0.5
+    raise ValueError(f'reference_points must end with 2 or 4 values, got '
+                     f'{tuple(reference_points.shape)}')
 
 
 def run_layer(layer: nn.Module, with_cp: bool, *args, **kwargs) -> Tensor:
