@@ -80,7 +80,7 @@ class _DeformableGather(torch.autograd.Function):
         grad_value = torch.zeros_like(table) if ctx.needs_input_grad[0] else None
         grad_attention = torch.zeros_like(attention)
         grad_x, grad_y = torch.zeros_like(attention), torch.zeros_like(attention)
-        gathered, scaled = torch.empty_like(grad_rows), torch.empty_like(grad_rows)  # reused
+        gathered, weighted = torch.empty_like(grad_rows), torch.empty_like(grad_rows)  # buffers
         for c in corners:
             bilinear = c.wx * c.wy * c.inside
             index = c.index.reshape(-1, attention.shape[-2:].numel())
@@ -91,13 +91,13 @@ class _DeformableGather(torch.autograd.Function):
                 torch.index_select(table, 0, index[:, k], out=gathered)
                 grad_weight[:, k] = torch.linalg.vecdot(gathered, grad_rows)
                 if grad_value is not None:
-                    torch.mul(grad_rows, weight[:, k:k + 1], out=scaled)
-                    grad_value.index_add_(0, index[:, k], scaled)
+                    torch.mul(grad_rows, weight[:, k:k + 1], out=weighted)
+                    grad_value.index_add_(0, index[:, k], weighted)
             grad_weight = grad_weight.view_as(attention)
             grad_attention += grad_weight * bilinear
-            scaled = grad_weight * attention * c.inside
-            grad_x += scaled * (c.sign_x * c.wy)
-            grad_y += scaled * (c.sign_y * c.wx)
+            common = grad_weight * attention * c.inside
+            grad_x += common * (c.sign_x * c.wy)
+            grad_y += common * (c.sign_y * c.wx)
         grad_locations = torch.stack([grad_x * w, grad_y * h], -1)
         return (None if grad_value is None else grad_value.view_as(value), None, None,
                 grad_locations, grad_attention)
