@@ -15,7 +15,7 @@ import math
 import statistics
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, load_checkpoint
 
@@ -30,10 +30,14 @@ def main() -> None:
     parser.add_argument('checkpoint', help="a checkpoint, or 'none' for the initialised model")
     parser.add_argument('--batches', type=int, default=8)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config settings, e.g. '
+                        'train_dataloader.dataset.data_root=data/shapes_512_128/')
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     init_default_scope('mmdet')
     cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
     model = MODELS.build(cfg.model)
     if args.checkpoint == 'none':
         model.init_weights()

@@ -83,17 +83,18 @@ class _DeformableGather(torch.autograd.Function):
         gathered, weighted = torch.empty_like(grad_rows), torch.empty_like(grad_rows)  # buffers
         for c in corners:
             bilinear = c.wx * c.wy * c.inside
-            index = c.index.reshape(-1, attention.shape[-2:].numel())
-            weight = (attention * bilinear).view_as(index)
+            # (level * point, row) layouts: every slice k below is contiguous
+            index = c.index.reshape(-1, attention.shape[-2:].numel()).t().contiguous()
+            weight = (attention * bilinear).reshape(index.shape[::-1]).t().contiguous()
             # d out_r / d weight_rk = <grad_r, value row index_rk>
             grad_weight = torch.empty_like(weight)
-            for k in range(index.size(1)):
-                torch.index_select(table, 0, index[:, k], out=gathered)
-                grad_weight[:, k] = torch.linalg.vecdot(gathered, grad_rows)
+            for k in range(index.size(0)):
+                torch.index_select(table, 0, index[k], out=gathered)
+                torch.sum(gathered.mul_(grad_rows), -1, out=grad_weight[k])
                 if grad_value is not None:
-                    torch.mul(grad_rows, weight[:, k:k + 1], out=weighted)
-                    grad_value.index_add_(0, index[:, k], weighted)
-            grad_weight = grad_weight.view_as(attention)
+                    torch.mul(grad_rows, weight[k, :, None], out=weighted)
+                    grad_value.index_add_(0, index[k], weighted)
+            grad_weight = grad_weight.t().reshape(attention.shape)
             grad_attention += grad_weight * bilinear
             common = grad_weight * attention * c.inside
             grad_x += common * (c.sign_x * c.wy)
