@@ -39,7 +39,9 @@ def train_and_read(config: str, work_dir: str, args: argparse.Namespace, seed: i
         f'param_scheduler.milestones=[{int(args.iters * 5 / 6)}]',
         f'default_hooks.checkpoint.interval={args.iters}', f'randomness.seed={seed}',
         f'train_dataloader.dataset.data_root={args.data_root}',
-        f'val_dataloader.dataset.data_root={args.data_root}', f'val_evaluator.ann_file={ann}'
+        f'val_dataloader.dataset.data_root={args.data_root}', f'val_evaluator.ann_file={ann}',
+        # the config check also wants the test split to exist (the demo's data/shapes/ may not)
+        f'test_dataloader.dataset.data_root={args.data_root}', f'test_evaluator.ann_file={ann}'
     ]
     subprocess.run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
                     '--cfg-options', *options], check=True, stdout=subprocess.DEVNULL,

@@ -190,7 +190,8 @@ def print_training_table(results: Dict[str, dict], size: int, device: str, steps
     ref = statistics.median(results[REFERENCE]['times'])
     ref_mem = results[REFERENCE]['peak_mib']
     objects = next(iter(results.values()))['objects']
-    print(f'\n### Training step, 2 images {size}x{size} ({" and ".join(map(str, objects))} objects), '
+    counts = ' and '.join(map(str, objects))
+    print(f'\n### Training step, 2 images {size}x{size} ({counts} objects), '
           f'device={device}, torch {torch.__version__}, threads={torch.get_num_threads()}\n')
     print('| model | params (M) | step median (s) | min / max (s) | time vs Mask2Former | '
           'peak memory (MiB) | memory vs Mask2Former |')

@@ -252,7 +252,8 @@ class MaskDINOHead(BaseModule):
         """Last-layer predictions (the fusion head upsamples only the masks it keeps).
 
         Returns:
-            tuple: ``cls_logits`` (bs, nq, cls_out_channels); ``mask_logits`` (bs, nq, H_pad/4, W_pad/4);
+            tuple: ``cls_logits`` (bs, nq, cls_out_channels); ``mask_logits``
+            (bs, nq, H_pad/4, W_pad/4);
             ``boxes`` (bs, nq, 4) sigmoided cxcywh normalised w.r.t. the padded batch.
         """
         out = self(x)

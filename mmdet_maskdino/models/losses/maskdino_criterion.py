@@ -15,8 +15,6 @@ from ..utils.point_masks import matched_mask_logits, sample_masks, uncertain_poi
 from ..utils.predictions import HeadOutputs, PredictionSets
 from ..utils.targets import SegTargets
 
-LOSS_NAMES = ('loss_cls', 'loss_bbox', 'loss_iou', 'loss_mask', 'loss_dice')
-
 
 @MODELS.register_module()
 class MaskDINOCriterion(BaseModule):
