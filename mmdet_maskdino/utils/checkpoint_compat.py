@@ -9,18 +9,28 @@ schedulers' ``collections.Counter`` milestones. Resuming then fails with ``Weigh
 The fix is deliberately narrow. Safe (weights-only) loading stays ON for every file; we only add to
 torch's allow-list the types MMEngine itself writes:
 
-* ``HistoryBuffer``, ``collections.Counter``, and numpy's array/scalar reconstruction helpers;
+* ``HistoryBuffer`` (read as :class:`CheckedHistoryBuffer`, see below), ``collections.Counter``, and
+  numpy's array/scalar reconstruction helpers;
 * for the ``getattr`` global, NOT the builtin (which would open every attribute of every allowed object
   to a malicious file) but :func:`history_buffer_method`, which only returns public methods of
   ``HistoryBuffer`` and refuses anything else.
 
+``HistoryBuffer.__setstate__`` updates the *class-level* table of statistics methods
+(``HistoryBuffer._statistics_methods``, shared by every buffer of the process) with the table stored in
+the checkpoint; a crafted file could map ``'mean'`` to ``HistoryBuffer.max`` and silently change every
+logged and checkpoint-selected statistic. The allow-list therefore maps the name ``HistoryBuffer`` to
+:class:`CheckedHistoryBuffer`, which accepts a stored table only when it equals the process's own
+entries, and then turns back into a plain ``HistoryBuffer``.
+
 Nothing is monkey-patched; a foreign class in a checkpoint is still refused by torch.
 """
 import collections
+import pickle
 from typing import Any, List
 
 import numpy as np
 import torch
+from mmengine.logging.history_buffer import HistoryBuffer
 
 
 def history_buffer_method(owner: Any, name: str) -> Any:
@@ -33,15 +43,33 @@ def history_buffer_method(owner: Any, name: str) -> Any:
     Raises:
         pickle.UnpicklingError: For any other object or attribute.
     """
-    import pickle
-
-    from mmengine.logging.history_buffer import HistoryBuffer
-    attr = vars(HistoryBuffer).get(name) if owner is HistoryBuffer else None
+    known_owner = owner in (HistoryBuffer, CheckedHistoryBuffer)
+    attr = vars(HistoryBuffer).get(name) if known_owner else None
     if isinstance(name, str) and not name.startswith('_') and callable(attr):
         return getattr(HistoryBuffer, name)
     raise pickle.UnpicklingError(
         f'refusing getattr({owner!r}, {name!r}) in a weights-only checkpoint: only public methods '
         'of mmengine HistoryBuffer are allowed')
+
+
+class CheckedHistoryBuffer(HistoryBuffer):
+    """What a checkpoint's ``HistoryBuffer`` is rebuilt as: its state, never the class's statistics table.
+
+    Only used while unpickling: ``__setstate__`` checks that every stored ``statistics_methods`` entry is
+    the very function the process already has under that name, restores the buffer's own state, and
+    makes the object a plain :class:`HistoryBuffer` again.
+    """
+
+    def __setstate__(self, state: dict) -> None:
+        stored = state.pop('statistics_methods', {})
+        self._set_default_statistics()
+        for name, method in stored.items():
+            if HistoryBuffer._statistics_methods.get(name) is not method:
+                raise pickle.UnpicklingError(
+                    f'refusing a checkpoint that changes HistoryBuffer statistics {name!r} to '
+                    f'{method!r}: the statistics table is shared by the whole process')
+        self.__dict__.update(state)
+        self.__class__ = HistoryBuffer
 
 
 def _numpy_globals() -> List[Any]:
@@ -58,9 +86,9 @@ def _numpy_globals() -> List[Any]:
 
 def mmengine_safe_globals() -> List[Any]:
     """Every non-tensor global MMEngine 0.10.x pickles into a training checkpoint."""
-    from mmengine.logging.history_buffer import HistoryBuffer
     return [
-        HistoryBuffer, collections.Counter, *_numpy_globals(),
+        (CheckedHistoryBuffer, 'mmengine.logging.history_buffer.HistoryBuffer'),
+        collections.Counter, *_numpy_globals(),
         # protocol 2 (torch.save's default) names the builtin `__builtin__.getattr`
         (history_buffer_method, '__builtin__.getattr'),
         (history_buffer_method, 'builtins.getattr'),

@@ -3,6 +3,7 @@ import io
 import os
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -41,6 +42,45 @@ def test_weights_only_still_refuses_foreign_objects(obj, reason):
     buffer.seek(0)
     with pytest.raises(pickle.UnpicklingError, match=reason):
         torch.load(buffer)
+
+
+def _rewriting_buffer():
+    """A ``HistoryBuffer`` whose pickled statistics table maps ``'mean'`` to ``max``."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    buffer = HistoryBuffer([1.0, 3.0], [1, 1], max_length=10)
+    state = dict(max_length=10, _log_history=np.array([1.0, 3.0]),
+                 _count_history=np.array([1, 1]), statistics_methods={'mean': HistoryBuffer.max})
+    buffer.__getstate__ = lambda: state  # pickle asks the instance first
+    return buffer
+
+
+def test_checkpoint_cannot_rewrite_history_buffer_statistics_for_the_process():
+    from mmengine.logging.history_buffer import HistoryBuffer
+    HistoryBuffer()  # registers the default statistics
+    table = dict(HistoryBuffer._statistics_methods)
+    buffer = io.BytesIO()
+    torch.save({'message_hub': _rewriting_buffer()}, buffer)
+    buffer.seek(0)
+    try:
+        with pytest.raises(pickle.UnpicklingError, match="statistics 'mean'"):
+            torch.load(buffer)
+        assert HistoryBuffer._statistics_methods == table
+        assert HistoryBuffer([1.0, 3.0], [1, 1]).statistics('mean') == 2.0
+    finally:  # a failure must not leak into other tests
+        HistoryBuffer._statistics_methods.clear()
+        HistoryBuffer._statistics_methods.update(table)
+
+
+def test_genuine_history_buffer_round_trips_as_a_plain_history_buffer():
+    from mmengine.logging.history_buffer import HistoryBuffer
+    original = HistoryBuffer([1.0, 2.0, 6.0], [1, 1, 1], max_length=7)
+    buffer = io.BytesIO()
+    torch.save({'log_scalars': {'loss': original}}, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer)['log_scalars']['loss']
+    assert type(loaded) is HistoryBuffer and loaded.max_length == 7
+    assert loaded.mean() == 3.0 and loaded.statistics('max') == 6.0
+    np.testing.assert_array_equal(loaded.data[0], original.data[0])
 
 
 def _train(work_dir, max_iters, root, resume=False):

@@ -11,23 +11,25 @@ before saving, so a level-count or class-count mismatch is reported immediately.
 """
 import argparse
 import os.path as osp
-import pickle
+import sys
 
 import numpy as np
 import torch
 
-from mmdet_maskdino.converters import (convert_upstream_state_dict, describe_upstream,
-                                       load_converted)
+from mmdet_maskdino.converters import (UnsafeCheckpointError, convert_upstream_state_dict,
+                                       describe_upstream, load_converted,
+                                       load_upstream_checkpoint)
 
 
-def load_upstream(path: str) -> dict:
-    """The ``model`` state dict of a detectron2 checkpoint (torch ``.pth`` or pickled ``.pkl``)."""
-    if path.endswith('.pkl'):
-        with open(path, 'rb') as f:
-            ckpt = pickle.load(f, encoding='latin1')
-    else:
-        ckpt = torch.load(path, map_location='cpu', weights_only=False)
+def load_upstream(path: str, unsafe: bool = False) -> dict:
+    """The ``model`` state dict of a detectron2 checkpoint (torch ``.pth`` or pickled ``.pkl``).
+
+    Nothing in the file is executed unless ``unsafe`` (see ``load_upstream_checkpoint``).
+    """
+    ckpt = load_upstream_checkpoint(path, unsafe=unsafe)
     sd = ckpt.get('model', ckpt) if isinstance(ckpt, dict) else ckpt
+    if not isinstance(sd, dict):
+        raise UnsafeCheckpointError(f'{path}: expected a dict of tensors, got {type(sd).__name__}')
     return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in sd.items()}
 
 
@@ -36,9 +38,15 @@ def main() -> None:
     parser.add_argument('src', help='upstream checkpoint (.pth or .pkl)')
     parser.add_argument('dst', help='output checkpoint for this plugin')
     parser.add_argument('--config', help='plugin config to verify a strict load against')
+    parser.add_argument('--unsafe-load', action='store_true',
+                        help='full unpickling, which runs any code the file names: only for '
+                        'checkpoints from a trusted source that safe loading refuses')
     args = parser.parse_args()
 
-    sd = load_upstream(args.src)
+    try:
+        sd = load_upstream(args.src, unsafe=args.unsafe_load)
+    except UnsafeCheckpointError as err:
+        sys.exit(f'error: {err}')
     info = describe_upstream(sd)
     print(f'upstream model: {info}')
     converted = convert_upstream_state_dict(sd)
