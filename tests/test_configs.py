@@ -61,6 +61,10 @@ def test_panoptic_and_semantic_configs_match_upstream_facts():
                                                    'SemSegMetric']
     assert pan.model.test_cfg.panoptic_on and pan.model.test_cfg.object_mask_thr == 0.25
     assert pan.model.test_cfg.iou_thr == 0.8 and pan.model.test_cfg.temperature == 0.06
+    # PANO_BOX_LOSS False: stuff boxes matched and supervised like things' (no ThingBoxCost)
+    assert not head.get('criterion', {}).get('thing_boxes_only', False)
+    assert [c.type for c in pan.model.train_cfg.assigner.match_costs] == [
+        'FocalLossCost', 'BBoxL1Cost', 'IoUCost', 'PointMaskBCECost', 'DiceCost']
 
     ade = get_repo_config('maskdino/maskdino_r50_8xb2-160k_ade20k-semantic.py')
     head = ade.model.panoptic_head

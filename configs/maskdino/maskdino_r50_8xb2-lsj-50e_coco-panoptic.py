@@ -1,7 +1,7 @@
 # Mask DINO R50, COCO panoptic segmentation (upstream's panoptic R50: 133 classes = 80 things + 53 stuff,
 # box init off; 53.0 PQ / 44.3 mask AP / 48.8 box AP on val2017). A thin diff of the instance model: stuff
-# targets come from the panoptic PNGs (`gt_sem_seg`), GT boxes from masks (only things' boxes are supervised
-# and steer the matching, as upstream), and one model answers all three tasks at test time
+# targets come from the panoptic PNGs (`gt_sem_seg`), their boxes from masks (matched and supervised like
+# things' boxes, as upstream's released config), and one model answers all three tasks at test time
 # (CocoPanopticMetric, CocoMetric bbox+segm on thing classes, SemSegMetric mIoU).
 _base_ = './maskdino_r50_8xb2-lsj-50e_coco.py'
 
@@ -19,15 +19,10 @@ model = dict(
         box_init='no'),
     panoptic_fusion_head=dict(
         num_things_classes=num_things_classes, num_stuff_classes=num_stuff_classes),
-    train_cfg=dict(
-        assigner=dict(match_costs=[  # box costs: things only (stuff columns get the thing mean)
-            dict(type='FocalLossCost', weight=4.0, alpha=0.25, gamma=2.0,
-                 eps=1e-8),  # 1e-12 in mmdet, 1e-8 upstream
-            dict(type='ThingBoxCost', cost=dict(type='BBoxL1Cost', weight=5.0, box_format='xywh')),
-            dict(type='ThingBoxCost', cost=dict(type='IoUCost', iou_mode='giou', weight=2.0)),
-            dict(type='PointMaskBCECost', weight=5.0),  # = CrossEntropyLossCost(use_sigmoid)
-            dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0)
-        ])),
+    # Stuff segments' boxes are matched and supervised like things' (upstream's released panoptic
+    # configs: PANO_BOX_LOSS False). Things only: panoptic_head.criterion=dict(
+    # type='MaskDINOCriterion', thing_boxes_only=True) and ThingBoxCost around the two box costs of
+    # train_cfg.assigner.match_costs.
     test_cfg=dict(panoptic_on=True, semantic_on=True, instance_on=True, object_mask_thr=0.25,
                   iou_thr=0.8, temperature=0.06))
 

@@ -1,6 +1,7 @@
 """Training the panoptic and the one-stage semantic Mask DINO: stuff targets, CE classification,
 learnable queries, denoising over things and stuff."""
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -128,9 +129,11 @@ def test_one_stage_semantic_model_overfits_one_image():
     assert (pred == sem).mean() > 0.85  # 0.92 measured; the misses are rows at the boundary
 
 
-def test_panoptic_box_losses_come_from_things_only():
-    """Upstream's panoptic criterion: a query matched to a stuff segment gets mask and class losses
-    but no box loss (the normaliser still counts every target)."""
+@pytest.mark.parametrize('thing_boxes_only', [False, True])
+def test_panoptic_stuff_box_supervision(thing_boxes_only):
+    """Upstream's released panoptic configs (``PANO_BOX_LOSS: False``, the default here): a query
+    matched to a stuff segment gets box losses like a thing. ``thing_boxes_only`` (``PANO_BOX_LOSS:
+    True``): mask and class losses only (the normaliser still counts every target)."""
     torch.manual_seed(0)
     model = build_small_maskdino(num_classes=2, num_stuff_classes=2, box_init='no')
     head = model.panoptic_head
@@ -140,16 +143,23 @@ def test_panoptic_box_losses_come_from_things_only():
                           torch.randn(1, 1, 5, 8))
     features = torch.randn(1, 8, 32, 32)
     criterion = head.criterion
-    stuff_only = criterion.loss_by_feat_single(pred, features, targets,
-                                               [torch.tensor([[0, 1], [1, 2]])], num_gt=3.0)
-    assert stuff_only['loss_bbox'] == 0 and stuff_only['loss_iou'] == 0
-    assert stuff_only['loss_mask'] > 0 and stuff_only['loss_dice'] > 0
+    assert criterion.thing_boxes_only is False  # the configs' default
+    criterion.thing_boxes_only = thing_boxes_only
+    stuff_pairs = criterion.loss_by_feat_single(pred, features, targets,
+                                                [torch.tensor([[0, 1], [1, 2]])], num_gt=3.0)
+    assert stuff_pairs['loss_mask'] > 0 and stuff_pairs['loss_dice'] > 0
+    stuff_l1 = sum((pred.boxes[0, 0, q] - targets[0].norm_cxcywh[g]).abs().sum()
+                   for q, g in ((0, 1), (1, 2)))
+    torch.testing.assert_close(stuff_pairs['loss_bbox'],
+                               5.0 * stuff_l1 / 3.0 * (0.0 if thing_boxes_only else 1.0))
+    assert (stuff_pairs['loss_iou'] == 0) == thing_boxes_only
     with_thing = criterion.loss_by_feat_single(pred, features, targets,
                                                [torch.tensor([[0, 1, 4], [1, 2, 0]])], num_gt=3.0)
-    box = pred.boxes[0, 0, 4]
-    expected_l1 = 5.0 * (box - targets[0].norm_cxcywh[0]).abs().sum() / 3.0
+    thing_l1 = (pred.boxes[0, 0, 4] - targets[0].norm_cxcywh[0]).abs().sum()
+    expected_l1 = 5.0 * (thing_l1 + (0.0 if thing_boxes_only else stuff_l1)) / 3.0
     torch.testing.assert_close(with_thing['loss_bbox'], expected_l1)
     supervised = criterion.box_supervised(torch.tensor([0, 1, 2, 3]))
-    assert supervised.tolist() == [True, True, False, False]
+    assert supervised.tolist() == [True, True, not thing_boxes_only, not thing_boxes_only]
     semantic = build_small_maskdino(num_classes=None, config=SEMANTIC).panoptic_head.criterion
+    semantic.thing_boxes_only = thing_boxes_only
     assert semantic.box_supervised(torch.tensor([4, 5])).all()  # stuff-only model: all boxes

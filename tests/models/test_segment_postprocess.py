@@ -9,7 +9,8 @@ from mmdet.evaluation.functional import INSTANCE_OFFSET
 from mmdet.structures import DetDataSample
 from mmdet_maskdino.models.seg_heads import (MaskDINOFusionHead, class_probabilities,
                                              maskdino_panoptic_postprocess,
-                                             maskdino_semantic_postprocess)
+                                             maskdino_semantic_postprocess,
+                                             panoptic_keep_scores)
 
 NUM_THINGS, NUM_CLASSES = 2, 4  # things 0, 1; stuff 2, 3
 H, W = 8, 10
@@ -172,3 +173,30 @@ def test_fusion_head_ce_panoptic_drops_queries_whose_best_class_is_no_object():
     pan = result['pan_results'].sem_seg[0]
     assert torch.softmax(cls[0], -1)[1] > 0.25  # it would pass the score threshold
     assert (pan[left] == 3).all() and (pan[right] == 2).all()  # left stays VOID (= num_classes)
+
+
+def test_panoptic_keeps_queries_by_sigmoid_score_not_by_rescored_maximum():
+    """Upstream's rule: keep a query if its max sigmoid > object_mask_thr; the re-scored
+    softmax(sigmoid / T) gives only its label and score."""
+    num_stuff = 4  # 6 classes: a sigmoid of 0.95 spread evenly re-scores to about 1/6 < 0.25
+    head = MaskDINOFusionHead(num_things_classes=NUM_THINGS, num_stuff_classes=num_stuff,
+                              test_cfg=dict(panoptic_on=True, instance_on=False))
+    num_classes = NUM_THINGS + num_stuff
+    left, right = _region(slice(0, H), slice(0, 5)), _region(slice(0, H), slice(5, W))
+    spread = torch.logit(torch.tensor([0.95] * (num_classes - 1) + [0.951]))  # best: stuff 5
+    confident = torch.full((num_classes, ), -BIG)
+    confident[2] = BIG
+    cls = torch.stack([spread, confident])
+    masks = torch.stack([torch.where(left, BIG, -BIG), torch.where(right, BIG, -BIG)])
+
+    rescored = class_probabilities(cls, num_classes)
+    assert rescored[0].max() < 0.25 < cls[0].sigmoid().max()  # the case upstream keeps
+    torch.testing.assert_close(panoptic_keep_scores(cls, num_classes), cls.sigmoid().max(-1).values)
+    (result, ) = head.predict(cls[None], masks[None], torch.zeros(1, 2, 4), [_sample()])
+    pan = result['pan_results'].sem_seg[0]
+    assert (pan[left] == 5).all() and (pan[right] == 2).all()
+    # thresholding the re-scored maximum (the old rule) drops query 0: its half stays VOID
+    old = maskdino_panoptic_postprocess(rescored, masks, NUM_THINGS, (H, W), _identity)
+    assert (old[left] == num_classes).all() and (old[right] == 2).all()
+    # CE heads keep MaskFormer's rule (the softmax probabilities themselves)
+    assert panoptic_keep_scores(torch.zeros(2, num_classes + 1), num_classes) is None

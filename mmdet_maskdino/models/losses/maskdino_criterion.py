@@ -33,7 +33,12 @@ class MaskDINOCriterion(BaseModule):
 
     Args:
         num_things_classes (int): Thing classes.
-        num_stuff_classes (int): Stuff classes; in a model with both, only things supervise boxes.
+        num_stuff_classes (int): Stuff classes.
+        thing_boxes_only (bool): In a model with things and stuff, only things supervise boxes and
+            steer the box costs (with ``ThingBoxCost`` in the assigner; upstream's
+            ``PANO_BOX_LOSS: True``). Default False: stuff segments' boxes are matched and
+            supervised like things', as in upstream's released panoptic configs
+            (``PANO_BOX_LOSS: False``).
         loss_cls, loss_bbox, loss_iou, loss_mask, loss_dice (dict): Loss configs (weights inside).
             A ``loss_cls`` with ``use_sigmoid=False`` (``CrossEntropyLoss``, ``class_weight``
             ending with the no-object weight) means softmax logits with a no-object column.
@@ -47,6 +52,7 @@ class MaskDINOCriterion(BaseModule):
                  *,
                  num_things_classes: int,
                  num_stuff_classes: int = 0,
+                 thing_boxes_only: bool = False,
                  loss_cls: ConfigType,
                  loss_bbox: ConfigType,
                  loss_iou: ConfigType,
@@ -59,6 +65,7 @@ class MaskDINOCriterion(BaseModule):
         super().__init__()
         self.num_things_classes = num_things_classes
         self.num_classes = num_things_classes + num_stuff_classes
+        self.thing_boxes_only = thing_boxes_only
         self.loss_cls = MODELS.build(loss_cls)
         self.loss_bbox = MODELS.build(loss_bbox)
         self.loss_iou = MODELS.build(loss_iou)
@@ -78,10 +85,10 @@ class MaskDINOCriterion(BaseModule):
     def box_supervised(self, labels: Tensor) -> Tensor:
         """(n,) bool: targets that supervise boxes and steer box costs (``ThingBoxCost``).
 
-        All of them, except in a panoptic model (thing and stuff classes), where only things do,
-        as upstream. A semantic model (stuff only) supervises every box.
+        All of them, except with ``thing_boxes_only`` in a panoptic model (thing and stuff
+        classes), where only things do. A semantic model (stuff only) supervises every box.
         """
-        if self.num_things_classes in (0, self.num_classes):
+        if not self.thing_boxes_only or self.num_things_classes in (0, self.num_classes):
             return torch.ones_like(labels, dtype=torch.bool)
         return labels < self.num_things_classes
 

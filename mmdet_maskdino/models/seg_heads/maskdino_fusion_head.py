@@ -11,7 +11,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from .instance_postprocess import maskdino_instance_postprocess
 from .segment_postprocess import (class_probabilities, maskdino_panoptic_postprocess,
-                                  maskdino_semantic_postprocess)
+                                  maskdino_semantic_postprocess, panoptic_keep_scores)
 
 
 def resize_mask_logits(masks: Tensor, pad_shape: Tuple[int, int], img_shape: Tuple[int, int],
@@ -51,7 +51,9 @@ class MaskDINOFusionHead(MaskFormerFusionHead):
     * ``instance_on`` (True), ``max_per_image`` (100), ``mask_thr`` (0.0, on logits). With stuff
       classes only thing labels are reported.
     * ``panoptic_on`` (False), ``object_mask_thr`` (0.25), ``iou_thr`` (0.8), ``mask_prob_thr``
-      (0.5): ``pred_panoptic_seg`` for ``CocoPanopticMetric``.
+      (0.5): ``pred_panoptic_seg`` for ``CocoPanopticMetric``. As upstream, a sigmoid model keeps a
+      query when ``sigmoid(logits).max() > object_mask_thr``; the re-scored probabilities give only
+      its segment score and label.
     * ``semantic_on`` (False): ``pred_sem_seg`` (label map) for ``SemSegMetric``.
     * ``temperature`` (0.06): the re-scoring temperature of panoptic/semantic inference.
     """
@@ -99,7 +101,8 @@ class MaskDINOFusionHead(MaskFormerFusionHead):
                 panoptic = maskdino_panoptic_postprocess(
                     pan_probs, masks, self.num_things_classes, out_shape, resize,
                     object_mask_thr=cfg.get('object_mask_thr', 0.25),
-                    iou_thr=cfg.get('iou_thr', 0.8), mask_prob_thr=cfg.get('mask_prob_thr', 0.5))
+                    iou_thr=cfg.get('iou_thr', 0.8), mask_prob_thr=cfg.get('mask_prob_thr', 0.5),
+                    keep_scores=panoptic_keep_scores(cls, self.num_classes))
                 result['pan_results'] = PixelData(sem_seg=panoptic[None])
             if cfg.get('semantic_on', False):
                 scores = maskdino_semantic_postprocess(probs, masks, resize)

@@ -37,13 +37,34 @@ def class_probabilities(cls_logits: Tensor, num_classes: int,
     return probs if temperature is None else F.softmax(probs / temperature, dim=-1)
 
 
+def panoptic_keep_scores(cls_logits: Tensor, num_classes: int) -> Optional[Tensor]:
+    """The per-query scores panoptic inference thresholds, as upstream.
+
+    Sigmoid (focal) models: ``sigmoid(logits).max(-1)``, before the temperature re-scoring of
+    :func:`class_probabilities`. CE models (``num_classes + 1`` logits): ``None``, i.e. threshold the
+    softmax probabilities themselves (MaskFormer's rule).
+
+    Args:
+        cls_logits (Tensor): (Q, num_classes) or (Q, num_classes + 1) class logits.
+        num_classes (int): Things + stuff.
+
+    Returns:
+        Tensor | None: (Q,) scores, or None for CE models.
+    """
+    if cls_logits.size(-1) == num_classes + 1:
+        return None
+    return cls_logits.float().sigmoid().max(-1).values
+
+
 def maskdino_panoptic_postprocess(cls_probs: Tensor, mask_logits: Tensor, num_things: int,
                                   out_shape: tuple, resize: ResizeFn,
                                   object_mask_thr: float = 0.25, iou_thr: float = 0.8,
-                                  mask_prob_thr: float = 0.5) -> Tensor:
+                                  mask_prob_thr: float = 0.5,
+                                  keep_scores: Optional[Tensor] = None) -> Tensor:
     """Panoptic segmentation of one image.
 
-    Keep queries whose best class probability is above ``object_mask_thr``; each pixel goes to the
+    Keep queries whose ``keep_scores`` (default: their best class probability) exceed
+    ``object_mask_thr``; the segment scores and labels come from ``cls_probs``. Each pixel goes to the
     kept query with the largest ``score x mask prob``; a query's segment is those pixels where its
     own mask prob is ``>= mask_prob_thr``; it is dropped when the pixels it won cover less than
     ``iou_thr`` of its own mask (``prob >= mask_prob_thr``), or when its segment is empty. Thing
@@ -59,16 +80,20 @@ def maskdino_panoptic_postprocess(cls_probs: Tensor, mask_logits: Tensor, num_th
         num_things (int): Labels below it are things.
         out_shape (tuple): ``(H, W)`` of the output.
         resize (callable): Maps (n, h, w) mask logits to (n, H, W).
-        object_mask_thr (float): Query score threshold (upstream 0.25 after re-scoring).
+        object_mask_thr (float): Query score threshold (upstream 0.25).
         iou_thr (float): Minimum kept fraction of a query's mask (upstream 0.8).
         mask_prob_thr (float): Mask probability threshold (0.5).
+        keep_scores (Tensor, optional): (Q,) the scores thresholded by ``object_mask_thr``. Upstream's
+            sigmoid models threshold ``sigmoid(logits).max(-1)`` (:func:`panoptic_keep_scores`), not the
+            re-scored ``cls_probs``: a query with sigmoid 0.95 spread over several classes can have a
+            re-scored maximum below 0.25 and is still kept.
 
     Returns:
         Tensor: (H, W) int32 panoptic ids.
     """
     num_classes = cls_probs.size(1)
     scores, labels = cls_probs.max(-1)
-    keep = scores > object_mask_thr
+    keep = (scores if keep_scores is None else keep_scores) > object_mask_thr
     panoptic = torch.full(tuple(out_shape), num_classes, dtype=torch.int32,
                           device=cls_probs.device)
     if not keep.any():
