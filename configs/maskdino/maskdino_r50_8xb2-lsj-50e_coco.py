@@ -161,7 +161,8 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=in
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, save_last=True, max_keep_ckpts=3,
+    # atomic writes, old checkpoints removed after the new one is complete, RNG states saved
+    checkpoint=dict(type='SafeCheckpointHook', by_epoch=False, save_last=True, max_keep_ckpts=3,
                     interval=interval))
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 auto_scale_lr = dict(enable=False, base_batch_size=16)

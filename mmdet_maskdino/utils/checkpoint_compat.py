@@ -80,7 +80,7 @@ def _numpy_globals() -> List[Any]:
         from numpy.core.multiarray import _reconstruct, scalar  # type: ignore
     dtype_classes = [type(np.dtype(t)) for t in
                      ('float16', 'float32', 'float64', 'int8', 'int16', 'int32', 'int64',
-                      'uint8', 'bool')]
+                      'uint8', 'uint16', 'uint32', 'uint64', 'bool')]
     return [_reconstruct, scalar, np.ndarray, np.dtype, *dtype_classes]
 
 
