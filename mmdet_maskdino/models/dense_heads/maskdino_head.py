@@ -1,4 +1,5 @@
 """Mask DINO's head: pixel decoder, unified query selection, denoising and the decoder."""
+import inspect
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -12,6 +13,7 @@ from mmdet.structures import SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from ..layers import (DnQueries, MaskDINODnQueryGenerator, MaskDINOTransformerDecoder,
                       select_queries)
+from ...utils.cfg_keys import check_cfg_keys
 from ..utils import (BoxInitType, HeadOutputs, PredictionSets, SegTargets, build_targets,
                      flatten_levels, gen_encoder_output_proposals, init_anchor_boxes,
                      mask_logits, split_dn_queries, targets_as_samples)
@@ -113,6 +115,12 @@ class MaskDINOHead(BaseModule):
             self.query_embed = nn.Embedding(num_queries, 4)
         self.train_cfg = train_cfg or {}
         self.test_cfg = test_cfg or {}
+        criterion_cls = MODELS.get(criterion['type'])
+        if criterion_cls is not None:  # its arguments, less those the head fills in
+            given = {'self', 'num_things_classes', 'num_stuff_classes', 'loss_cls', 'loss_bbox',
+                     'loss_iou', 'loss_mask', 'loss_dice', *criterion}
+            check_cfg_keys(self.train_cfg, set(inspect.signature(criterion_cls).parameters) - given,
+                           'model.train_cfg')
         self.criterion = MODELS.build(
             dict(criterion, num_things_classes=num_things_classes,
                  num_stuff_classes=num_stuff_classes, loss_cls=loss_cls, loss_bbox=loss_bbox,

@@ -6,6 +6,7 @@ from torch import Tensor
 from mmdet.models.detectors import MaskFormer
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
+from ..utils import check_finite_inputs, check_finite_losses
 
 
 @MODELS.register_module()
@@ -23,13 +24,20 @@ class MaskDINO(MaskFormer):
     on in the fusion head's ``test_cfg``, ``pred_instances`` (``bboxes`` xyxy at the original size,
     ``labels``, ``scores``, ``masks``), ``pred_panoptic_seg`` and ``pred_sem_seg``;
     ``mode='tensor'`` the raw ``(pred_logits, pred_boxes, pred_masks)`` of the last layer.
+
+    Non-finite input pixels, predictions or losses raise :class:`NonFiniteError` naming the images
+    or terms and the iteration, before the matcher or the optimizer sees them.
     """
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
-        return self.panoptic_head.loss(self.extract_feat(batch_inputs), batch_data_samples)
+        check_finite_inputs(batch_inputs, batch_data_samples, 'training')
+        losses = self.panoptic_head.loss(self.extract_feat(batch_inputs), batch_data_samples)
+        check_finite_losses(losses)
+        return losses
 
     def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
+        check_finite_inputs(batch_inputs, batch_data_samples, 'prediction')
         feats = self.extract_feat(batch_inputs)
         cls, masks, boxes = self.panoptic_head.predict(feats, batch_data_samples)
         results = self.panoptic_fusion_head.predict(cls, masks, boxes, batch_data_samples,

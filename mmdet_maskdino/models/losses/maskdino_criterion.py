@@ -11,6 +11,7 @@ from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmdet.utils import ConfigType, reduce_mean
 from ..layers.denoising import DnQueries
 from ..task_modules.hybrid_matcher import DEFAULT_ASSIGNER, HybridMatcher
+from ..utils.finite import check_finite_tensors
 from ..utils.point_masks import matched_mask_logits, sample_masks, uncertain_points
 from ..utils.predictions import HeadOutputs, PredictionSets
 from ..utils.targets import SegTargets
@@ -105,6 +106,12 @@ class MaskDINOCriterion(BaseModule):
         Returns:
             dict[str, Tensor]: Weighted losses (see the class docstring for the keys).
         """
+        interm = outputs.interm
+        check_finite_tensors(  # what the matcher reads
+            dict(cls_logits=outputs.layers.cls_logits, boxes=outputs.layers.boxes,
+                 mask_embeds=outputs.layers.mask_embeds, mask_features=outputs.mask_features,
+                 interm_cls_logits=None if interm is None else interm.cls_logits,
+                 interm_boxes=None if interm is None else interm.boxes), 'predictions')
         num_gt = self.num_gt(targets, outputs.layers.cls_logits)
         features = outputs.mask_features
         features_hwc = features.detach().float().permute(0, 2, 3, 1).contiguous()  # matching

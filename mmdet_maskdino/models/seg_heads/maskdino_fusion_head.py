@@ -9,6 +9,8 @@ from torch import Tensor
 from mmdet.models.seg_heads.panoptic_fusion_heads import MaskFormerFusionHead
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
+from mmdet.utils import OptConfigType
+from ...utils.cfg_keys import check_cfg_keys
 from .instance_postprocess import maskdino_instance_postprocess
 from .segment_postprocess import (class_probabilities, maskdino_panoptic_postprocess,
                                   maskdino_semantic_postprocess, panoptic_keep_scores)
@@ -56,7 +58,16 @@ class MaskDINOFusionHead(MaskFormerFusionHead):
       its segment score and label.
     * ``semantic_on`` (False): ``pred_sem_seg`` (label map) for ``SemSegMetric``.
     * ``temperature`` (0.06): the re-scoring temperature of panoptic/semantic inference.
+
+    Other ``test_cfg`` keys are rejected (a typo would otherwise fall back to the default).
     """
+
+    TEST_CFG_KEYS = ('instance_on', 'max_per_image', 'mask_thr', 'panoptic_on', 'object_mask_thr',
+                     'iou_thr', 'mask_prob_thr', 'semantic_on', 'temperature')
+
+    def __init__(self, *args, test_cfg: OptConfigType = None, **kwargs) -> None:
+        check_cfg_keys(test_cfg, self.TEST_CFG_KEYS, 'model.test_cfg')
+        super().__init__(*args, test_cfg=test_cfg, **kwargs)
 
     def predict(self, mask_cls_results: Tensor, mask_pred_results: Tensor, box_results: Tensor,
                 batch_data_samples: SampleList, rescale: bool = True, **kwargs) -> List[Dict]:

@@ -1,4 +1,6 @@
 from .box_init import BoxInitType, init_anchor_boxes, mask2box_bitmask, mask2box_tight
+from .finite import (NonFiniteError, check_finite_inputs, check_finite_losses,
+                     check_finite_tensors, training_position)
 from .levels import flatten_levels
 from .point_masks import (bilinear_corners, matched_mask_logits, point_mask_logits,
                           sample_features, sample_masks, uncertain_points)
@@ -10,4 +12,5 @@ __all__ = ['BoxInitType', 'init_anchor_boxes', 'mask2box_bitmask', 'mask2box_tig
            'gen_encoder_output_proposals', 'flatten_levels', 'HeadOutputs', 'PredictionSets',
            'mask_logits', 'split_dn_queries', 'matched_mask_logits', 'point_mask_logits',
            'sample_masks', 'bilinear_corners', 'sample_features', 'uncertain_points',
-           'SegTargets', 'build_targets', 'stuff_targets', 'targets_as_samples']
+           'SegTargets', 'build_targets', 'stuff_targets', 'targets_as_samples', 'NonFiniteError',
+           'check_finite_inputs', 'check_finite_losses', 'check_finite_tensors', 'training_position']
