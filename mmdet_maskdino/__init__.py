@@ -4,6 +4,7 @@ Importing this package (``custom_imports = dict(imports=['mmdet_maskdino'])``) r
 MMDetection's registries and allow-lists MMEngine's own checkpoint types for torch's weights-only loading
 (see :mod:`mmdet_maskdino.utils.checkpoint_compat`), so ``--resume`` works on torch >= 2.6.
 """
+from . import datasets  # noqa: F401  (registers CheckedCocoDataset)
 from .engine import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
 from .utils import register_mmengine_safe_globals

@@ -133,7 +133,9 @@ train_dataloader = dict(
     batch_size=2,
     num_workers=2,
     sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(pipeline=train_pipeline))
+    # CocoDataset + annotations and image sizes checked once before training (data_check='error');
+    # data_check='skip' drops bad annotations / images and logs the count instead of stopping
+    dataset=dict(type='CheckedCocoDataset', pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
