@@ -53,7 +53,8 @@ train_dataloader = dict(
     batch_sampler=None,  # mmdet's AspectRatioBatchSampler needs COCO's width/height fields
     dataset=dict(
         _delete_=True,
-        type='ADE20KSegDataset',  # a plain folder of images + label PNGs with our class names
+        # a plain folder of images + label PNGs with our class names; label maps checked once
+        type='CheckedADE20KSegDataset',
         data_root=data_root,
         metainfo=metainfo,
         data_prefix=dict(img_path='train', seg_map_path='annotations/semantic_train'),

@@ -59,7 +59,8 @@ train_dataloader = dict(
     batch_sampler=None,  # mmdet's AspectRatioBatchSampler needs COCO's width/height fields
     dataset=dict(
         _delete_=True,
-        type=dataset_type,
+        type='CheckedADE20KSegDataset',  # label maps checked once (values, sizes) before training
+        reduce_zero_label=True,  # as the pipeline: raw 0 is void, raw 1..150 the classes
         data_root=data_root,
         data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
         pipeline=train_pipeline))

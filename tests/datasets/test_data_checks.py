@@ -173,3 +173,29 @@ def test_real_coco_images_pass_the_checks():
                                   pipeline=[]))
     with open(os.path.join(COCO128, 'annotations/instances_train2017.json')) as f:
         assert len(dataset) == len(json.load(f)['images']) > 0
+
+
+def _semantic(root, data_check='error'):
+    from mmdet_maskdino.datasets.synthetic_shapes import STUFF_CLASSES
+    init_default_scope('mmdet')
+    return DATASETS.build(dict(type='CheckedADE20KSegDataset', data_root=str(root) + '/',
+                               metainfo=dict(classes=THING_CLASSES + STUFF_CLASSES),
+                               data_prefix=dict(img_path='train',
+                                                seg_map_path='annotations/semantic_train'),
+                               pipeline=[], data_check=data_check))
+
+
+def test_semantic_labels_out_of_range_are_named_or_the_image_skipped(root):
+    import numpy as np
+    from PIL import Image
+    clean = len(_semantic(root))
+    png = sorted((root / 'annotations' / 'semantic_train').glob('*.png'))[0]
+    seg = np.array(Image.open(png))
+    seg[0, :3] = [9, 6, 255]  # 6 classes: 9 and 6 are out of range, 255 is void
+    Image.fromarray(seg).save(png)
+    with pytest.raises(DataError, match=rf'{re.escape(str(png))} has label\(s\) \[6, 9\] outside '
+                       r'\[0, 6\) and not the ignore index 255'):
+        _semantic(root)
+    dataset = _semantic(root, data_check='skip')
+    assert len(dataset) == clean - 1
+    assert png.stem not in {os.path.basename(d['img_path']).split('.')[0] for d in _infos(dataset)}
