@@ -74,5 +74,5 @@ def test_panoptic_and_semantic_configs_match_upstream_facts():
     assert len(head.loss_cls.class_weight) == 151
     assert ade.model.train_cfg.assigner.match_costs[0].type == 'ClassificationCost'
     assert ade.train_cfg.max_iters == 160000 and ade.train_dataloader.dataset.type == \
-        'ADE20KSegDataset'
+        'CheckedADE20KSegDataset' and ade.train_dataloader.dataset.reduce_zero_label
     assert ade.model.test_cfg == dict(panoptic_on=False, semantic_on=True, instance_on=False)
