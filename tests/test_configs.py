@@ -56,7 +56,7 @@ def test_panoptic_and_semantic_configs_match_upstream_facts():
     head = pan.model.panoptic_head
     assert (head.num_things_classes, head.num_stuff_classes) == (80, 53)
     assert head.box_init == 'no' and head.num_queries == 300 and head.two_stage
-    assert pan.train_dataloader.dataset.type == 'CocoPanopticDataset'
+    assert pan.train_dataloader.dataset.type == 'CheckedCocoPanopticDataset'
     assert [m.type for m in pan.val_evaluator] == ['CocoPanopticMetric', 'CocoMetric',
                                                    'SemSegMetric']
     assert pan.model.test_cfg.panoptic_on and pan.model.test_cfg.object_mask_thr == 0.25

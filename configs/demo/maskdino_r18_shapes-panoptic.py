@@ -47,7 +47,7 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     dataset=dict(
-        type='CocoPanopticDataset',
+        type='CheckedCocoPanopticDataset',  # annotations, images and PNGs checked once
         metainfo=metainfo,
         ann_file='annotations/panoptic_train.json',
         data_prefix=dict(img='train/', seg='annotations/panoptic_train/'),

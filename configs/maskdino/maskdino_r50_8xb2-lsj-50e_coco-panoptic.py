@@ -51,7 +51,7 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     dataset=dict(
-        type=dataset_type,
+        type='CheckedCocoPanopticDataset',  # annotations, images and PNGs checked once
         data_root=data_root,
         ann_file='annotations/panoptic_train2017.json',
         data_prefix=dict(img='train2017/', seg='annotations/panoptic_train2017/'),

@@ -1,15 +1,17 @@
-"""``CocoDataset`` whose annotations are checked once, at build time (:mod:`.checks`)."""
+"""``CocoDataset`` / ``CocoPanopticDataset`` whose annotations are checked once, at build time
+(:mod:`.checks`)."""
 import json
 from typing import List
 
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
-from mmdet.datasets import CocoDataset
+from mmdet.datasets import CocoDataset, CocoPanopticDataset
 from mmdet.registry import DATASETS
-from .checks import DataError, check_coco_instances, drop_counts
+from .checks import (DataError, DataReport, check_coco_instances, check_coco_panoptic,
+                     drop_counts)
 
-__all__ = ['CheckedCocoDataset']
+__all__ = ['CheckedCocoDataset', 'CheckedCocoPanopticDataset']
 
 
 @DATASETS.register_module()
@@ -38,28 +40,69 @@ class CheckedCocoDataset(CocoDataset):
         super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        with get_local_path(self.ann_file, backend_args=self.backend_args) as local_path:
-            with open(local_path) as f:
-                raw = json.load(f)
-        if not isinstance(raw, dict):
-            raise DataError(f'{self.ann_file}: not a COCO annotation file (top level is '
-                            f'{type(raw).__name__})')
+        raw = _read_json(self.ann_file, self.backend_args)
         report = check_coco_instances(
             raw, self.ann_file, classes=self.metainfo.get('classes'),
             img_dir=self.data_prefix.get('img', '') if self.check_images else None,
             with_mask=self.with_mask)
-        report.enforce(self.data_check)
-        if report.problems:
-            for problem in report.problems[:20]:
-                print_log(f'data_check=skip: {problem}', logger='current', level=30)
-            print_log(f'data_check=skip: dropped {drop_counts(report)} of {self.ann_file} '
-                      f'({report.summary()})', logger='current', level=30)
-            raw = report.filtered(raw)
-        coco = self.COCOAPI()  # indexed from the checked dict, not re-read from the file
-        coco.dataset = raw
-        coco.createIndex()
-        self.COCOAPI = lambda _: coco  # what CocoDataset.load_data_list constructs
-        try:
-            return super().load_data_list()
-        finally:
-            del self.COCOAPI
+        return _load_checked(self, report, raw, report.filtered, CocoDataset)
+
+
+@DATASETS.register_module()
+class CheckedCocoPanopticDataset(CocoPanopticDataset):
+    """MMDetection's :class:`CocoPanopticDataset` with its annotations checked before training.
+
+    Checked: required fields, ``metainfo.classes`` against the json's category names, unknown
+    image / category ids, degenerate segment boxes and areas, and (``check_images``) that every
+    image and panoptic PNG exists, is readable and has the json's size. ``'skip'`` drops bad images
+    and bad segments (their pixels become void).
+
+    Args:
+        data_check (str): ``'error'`` (default) or ``'skip'``.
+        check_images (bool): Open every image and PNG header.
+        *args, **kwargs: :class:`CocoPanopticDataset`'s arguments.
+    """
+
+    def __init__(self, *args, data_check: str = 'error', check_images: bool = True,
+                 **kwargs) -> None:
+        if data_check not in ('error', 'skip'):
+            raise ValueError(f"data_check must be 'error' or 'skip', got {data_check!r}")
+        self.data_check, self.check_images = data_check, check_images
+        super().__init__(*args, **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        raw = _read_json(self.ann_file, self.backend_args)
+        report = check_coco_panoptic(
+            raw, self.ann_file, classes=self.metainfo.get('classes'),
+            img_dir=self.data_prefix.get('img', '') if self.check_images else None,
+            seg_dir=self.data_prefix.get('seg', '') if self.check_images else None)
+        return _load_checked(self, report, raw, report.filtered_panoptic, CocoPanopticDataset)
+
+
+def _read_json(ann_file: str, backend_args) -> dict:
+    with get_local_path(ann_file, backend_args=backend_args) as local_path:
+        with open(local_path) as f:
+            raw = json.load(f)
+    if not isinstance(raw, dict):
+        raise DataError(f'{ann_file}: not a COCO annotation file (top level is '
+                        f'{type(raw).__name__})')
+    return raw
+
+
+def _load_checked(dataset, report: DataReport, raw: dict, filtered, base: type) -> List[dict]:
+    """Enforce the policy, then let ``base.load_data_list`` index the checked dict."""
+    report.enforce(dataset.data_check)
+    if report.problems:
+        for problem in report.problems[:20]:
+            print_log(f'data_check=skip: {problem}', logger='current', level=30)
+        print_log(f'data_check=skip: dropped {drop_counts(report)} of {dataset.ann_file} '
+                  f'({report.summary()})', logger='current', level=30)
+        raw = filtered(raw)
+    api = dataset.COCOAPI()  # indexed from the checked dict, not re-read from the file
+    api.dataset = raw
+    api.createIndex()
+    dataset.COCOAPI = lambda _: api  # what the base class's load_data_list constructs
+    try:
+        return base.load_data_list(dataset)
+    finally:
+        del dataset.COCOAPI

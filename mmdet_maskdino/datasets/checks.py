@@ -13,7 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Set
 
-__all__ = ['DataError', 'DataProblem', 'DataReport', 'check_coco_instances', 'drop_counts']
+__all__ = ['DataError', 'DataProblem', 'DataReport', 'check_coco_instances', 'check_coco_panoptic',
+           'drop_counts']
 
 
 class DataError(ValueError):
@@ -29,6 +30,7 @@ class DataProblem:
     image_id: Optional[int] = None
     ann_id: Optional[int] = None
     file_name: Optional[str] = None
+    ann_word: str = 'annotation'  # 'segment' in panoptic files (ids unique per image only)
 
     def __str__(self) -> str:
         where = [self.source]
@@ -36,7 +38,7 @@ class DataProblem:
             where.append(f'image {self.image_id}' +
                          (f' ({self.file_name})' if self.file_name else ''))
         if self.ann_id is not None:
-            where.append(f'annotation {self.ann_id}')
+            where.append(f'{self.ann_word} {self.ann_id}')
         return f'{", ".join(where)}: {self.message}'
 
 
@@ -53,6 +55,8 @@ class DataReport:
         self.problems.append(problem)
         if image:
             self.bad_images.add(problem.image_id)
+        elif problem.ann_word == 'segment':
+            self.bad_annotations.add((problem.image_id, problem.ann_id))
         elif problem.ann_id is not None:
             self.bad_annotations.add(problem.ann_id)
 
@@ -79,6 +83,20 @@ class DataReport:
         kept = {img['id'] for img in images}
         anns = [ann for ann in coco['annotations']
                 if ann.get('id') not in self.bad_annotations and ann.get('image_id') in kept]
+        return dict(coco, images=images, annotations=anns)
+
+
+    def filtered_panoptic(self, coco: dict) -> dict:
+        """A copy of a COCO panoptic dict without the bad images and segments."""
+        images = [img for img in coco['images'] if img.get('id') not in self.bad_images]
+        kept = {img['id'] for img in images}
+        anns = []
+        for ann in coco['annotations']:
+            if ann.get('image_id') not in kept:
+                continue
+            segments = [seg for seg in ann['segments_info']
+                        if (ann['image_id'], seg.get('id')) not in self.bad_annotations]
+            anns.append(dict(ann, segments_info=segments))
         return dict(coco, images=images, annotations=anns)
 
 
@@ -137,29 +155,16 @@ def _check_bbox(bbox, img: dict) -> Optional[str]:
     return None
 
 
-def check_coco_instances(coco: dict, source: str, classes: Optional[Sequence[str]] = None,
-                         img_dir: Optional[str] = None, with_mask: bool = True) -> DataReport:
-    """Check a COCO instance annotation dict.
-
-    Args:
-        coco (dict): The parsed json (``images``, ``annotations``, ``categories``).
-        source (str): The json's path, for messages.
-        classes (Sequence[str], optional): ``metainfo.classes``; each must be a category name.
-        img_dir (str, optional): Image folder; when given, every image file must exist, be readable
-            and have the json's width and height (read from the file header only).
-        with_mask (bool): Annotations must have a ``segmentation`` (instance segmentation).
-
-    Returns:
-        DataReport: The problems, and the image / annotation ids that ``skip`` drops.
-    """
-    report = DataReport(source)
+def _check_images_and_classes(coco: dict, report: DataReport, classes: Optional[Sequence[str]],
+                              img_dir: Optional[str]) -> tuple:
+    """The checks instance and panoptic files share; returns ``({id: image}, category ids)``."""
+    source = report.source
     for key in ('images', 'annotations', 'categories'):
         if not isinstance(coco.get(key), list):
             report.fatal.append(f'missing list field {key!r}: not a COCO annotation file')
     if report.fatal:
-        return report
+        return {}, set()
     names = {c.get('name'): c.get('id') for c in coco['categories']}
-    category_ids = set(names.values())
     for name in classes or ():
         if name not in names:
             close = difflib.get_close_matches(str(name), [str(n) for n in names], n=1)
@@ -167,7 +172,6 @@ def check_coco_instances(coco: dict, source: str, classes: Optional[Sequence[str
                 f'metainfo.classes has {name!r}, which is not a category name of the json' +
                 (f" (did you mean '{close[0]}'?)" if close else '') +
                 '; MMDetection would drop it and shift the labels of the classes after it')
-
     images: Dict[int, dict] = {}
     for img in coco['images']:
         missing = [k for k in ('id', 'file_name', 'width', 'height') if k not in img]
@@ -184,7 +188,87 @@ def check_coco_instances(coco: dict, source: str, classes: Optional[Sequence[str
             if problem:
                 report.add(DataProblem(source, 'unreadable or mis-sized image', problem, image_id,
                                        file_name=img['file_name']), image=True)
+    return images, set(names.values())
 
+
+def check_coco_panoptic(coco: dict, source: str, classes: Optional[Sequence[str]] = None,
+                        img_dir: Optional[str] = None,
+                        seg_dir: Optional[str] = None) -> DataReport:
+    """Check a COCO panoptic annotation dict (``segments_info`` per image, PNG label files).
+
+    Args:
+        coco (dict): The parsed json.
+        source (str): The json's path, for messages.
+        classes (Sequence[str], optional): ``metainfo.classes`` (things then stuff).
+        img_dir (str, optional): Image folder (files checked as in :func:`check_coco_instances`).
+        seg_dir (str, optional): Panoptic PNG folder: every PNG must exist with its image's size.
+
+    Returns:
+        DataReport: Problems; ``skip`` drops bad images and bad segments (keyed by image id and
+        segment id, which is unique within an image only).
+    """
+    report = DataReport(source)
+    images, category_ids = _check_images_and_classes(coco, report, classes, img_dir)
+    if report.fatal:
+        return report
+    for ann in coco['annotations']:
+        image_id = ann.get('image_id')
+        img = images.get(image_id, {})
+        if image_id in report.bad_images:
+            continue
+        missing = [k for k in ('image_id', 'file_name', 'segments_info') if k not in ann]
+        if missing or image_id not in images:
+            message = f'panoptic annotation without {missing}' if missing else \
+                f'image_id {image_id} is not an image of the json'
+            report.add(DataProblem(source, 'bad panoptic annotation', message, image_id,
+                                   file_name=img.get('file_name')), image=image_id in images)
+            continue
+        if seg_dir is not None:
+            problem = _image_size_problem(osp.join(seg_dir, ann['file_name']), img['width'],
+                                          img['height'])
+            if problem:
+                report.add(DataProblem(source, 'unreadable or mis-sized panoptic PNG', problem,
+                                       image_id, file_name=img['file_name']), image=True)
+                continue
+        for seg in ann['segments_info']:
+            def add(kind: str, message: str) -> None:
+                report.add(DataProblem(source, kind, message, image_id, seg.get('id'),
+                                       img['file_name'], ann_word='segment'))
+
+            missing = [k for k in ('id', 'category_id', 'bbox', 'area') if k not in seg]
+            if missing:
+                add('segment without required fields', f'segment without {missing}')
+            elif seg['category_id'] not in category_ids:
+                add('unknown category_id', f"category_id {seg['category_id']} is not a category "
+                    f'of the json (known: {sorted(category_ids)[:20]})')
+            else:
+                problem = _check_bbox(seg['bbox'], img)
+                if problem:
+                    add('degenerate bbox', problem)
+                elif not _is_number(seg['area']) or seg['area'] <= 0:
+                    add('degenerate segment', f"segment area {seg['area']} must be > 0")
+    return report
+
+
+def check_coco_instances(coco: dict, source: str, classes: Optional[Sequence[str]] = None,
+                         img_dir: Optional[str] = None, with_mask: bool = True) -> DataReport:
+    """Check a COCO instance annotation dict.
+
+    Args:
+        coco (dict): The parsed json (``images``, ``annotations``, ``categories``).
+        source (str): The json's path, for messages.
+        classes (Sequence[str], optional): ``metainfo.classes``; each must be a category name.
+        img_dir (str, optional): Image folder; when given, every image file must exist, be readable
+            and have the json's width and height (read from the file header only).
+        with_mask (bool): Annotations must have a ``segmentation`` (instance segmentation).
+
+    Returns:
+        DataReport: The problems, and the image / annotation ids that ``skip`` drops.
+    """
+    report = DataReport(source)
+    images, category_ids = _check_images_and_classes(coco, report, classes, img_dir)
+    if report.fatal:
+        return report
     required = ('id', 'image_id', 'category_id', 'bbox') + (('segmentation', ) if with_mask else ())
     for ann in coco['annotations']:
         ann_id, image_id = ann.get('id'), ann.get('image_id')

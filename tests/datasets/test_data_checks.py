@@ -199,3 +199,47 @@ def test_semantic_labels_out_of_range_are_named_or_the_image_skipped(root):
     dataset = _semantic(root, data_check='skip')
     assert len(dataset) == clean - 1
     assert png.stem not in {os.path.basename(d['img_path']).split('.')[0] for d in _infos(dataset)}
+
+
+PAN = 'annotations/panoptic_train.json'
+
+
+def _panoptic(root, data_check='error', dataset='CheckedCocoPanopticDataset'):
+    from mmdet_maskdino.datasets.synthetic_shapes import metainfo
+    init_default_scope('mmdet')
+    return DATASETS.build(dict(type=dataset, data_root=str(root) + '/', ann_file=PAN,
+                               data_prefix=dict(img='train/', seg='annotations/panoptic_train/'),
+                               metainfo=metainfo(with_stuff=True), filter_cfg=None, pipeline=[],
+                               **({} if dataset == 'CocoPanopticDataset' else
+                                  dict(data_check=data_check))))
+
+
+def _edit_panoptic(root, change):
+    path = root / PAN
+    coco = json.loads(path.read_text())
+    where = change(coco)
+    path.write_text(json.dumps(coco))
+    return where
+
+
+def test_panoptic_checks_name_segments_and_pngs(root):
+    assert _infos(_panoptic(root)) == _infos(_panoptic(root, dataset='CocoPanopticDataset'))
+
+    def unknown_category(coco):
+        ann = coco['annotations'][0]
+        ann['segments_info'][-1]['category_id'] = 42
+        return ann
+
+    ann = _edit_panoptic(root, unknown_category)
+    seg_id = ann['segments_info'][-1]['id']
+    with pytest.raises(DataError, match=rf"image {ann['image_id']} \(.*\), segment {seg_id}: "
+                       r'category_id 42 is not a category'):
+        _panoptic(root)
+    dataset = _panoptic(root, data_check='skip')  # mmdet's own class stops with a KeyError
+    info = next(d for d in _infos(dataset) if d['img_id'] == ann['image_id'])
+    assert [s['id'] for s in info['segments_info']] == [s['id'] for s in ann['segments_info'][:-1]]
+
+    os.remove(root / 'annotations' / 'panoptic_train' / ann['file_name'])
+    with pytest.raises(DataError, match=rf"image {ann['image_id']} .*{ann['file_name']} does not "
+                       r'exist'):
+        _panoptic(root)
