@@ -95,9 +95,18 @@ class SafeCheckpointHook(CheckpointHook):
         super().__init__(*args, **kwargs)
         self._pending_state: Optional[Dict[str, Any]] = None
         self._val_state: Optional[Dict[str, Any]] = None
+        self._gathered: Optional[List[Dict[str, Any]]] = None
 
     # ------------------------------------------------------------------ saving
     def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
+        # every rank is here; ``runner.save_checkpoint`` (and its hooks) run on rank 0 only
+        self._gathered = all_gather_object(rng_state()) if get_world_size() > 1 else None
+        try:
+            self._save_atomically(runner, step, meta)
+        finally:
+            self._gathered = None
+
+    def _save_atomically(self, runner, step: int, meta: dict) -> None:
         if not isinstance(self.file_backend, LocalBackend):
             return super()._save_checkpoint_with_step(runner, step, meta)
         filename = self.filename_tmpl.format(step)
@@ -125,9 +134,12 @@ class SafeCheckpointHook(CheckpointHook):
                 os.remove(path)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Add every rank's RNG states (gathered; one list entry per rank)."""
-        states = all_gather_object(rng_state()) if get_world_size() > 1 else [rng_state()]
-        checkpoint[RNG_KEY] = states
+        """Add every rank's RNG states (one list entry per rank; gathered before the save, which
+        runs on rank 0 only). A best-checkpoint save in a multi-rank run has none to add."""
+        if self._gathered is not None:
+            checkpoint[RNG_KEY] = self._gathered
+        elif get_world_size() == 1:
+            checkpoint[RNG_KEY] = [rng_state()]
 
     # ------------------------------------------------------------------ resuming
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
