@@ -61,7 +61,8 @@ def refinement_table(model, batch: dict) -> Dict[str, List[Dict[str, float]]]:
     dn = head.dn_generator(targets_as_samples(targets))
     outputs: HeadOutputs = head(model.extract_feat(batch['inputs']), dn)
     head.train(was_training)
-    last = head.criterion.match(outputs.layers[-1], outputs.mask_features, targets)
+    features_hwc = outputs.mask_features.float().permute(0, 2, 3, 1).contiguous()
+    last = head.criterion.match(outputs.layers[-1], features_hwc, targets)
     return dict(dn=pair_box_errors(outputs.dn, targets,
                                    dn.positive_indices([len(t) for t in targets])),
                 matching=pair_box_errors(outputs.layers, targets, last))
