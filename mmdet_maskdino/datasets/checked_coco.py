@@ -4,12 +4,11 @@ import json
 from typing import List
 
 from mmengine.fileio import get_local_path
-from mmengine.logging import print_log
 
 from mmdet.datasets import CocoDataset, CocoPanopticDataset
 from mmdet.registry import DATASETS
 from .checks import (DataError, DataReport, check_coco_instances, check_coco_panoptic,
-                     drop_counts)
+                     check_policy, drop_counts, log_skipped)
 
 __all__ = ['CheckedCocoDataset', 'CheckedCocoPanopticDataset']
 
@@ -34,9 +33,8 @@ class CheckedCocoDataset(CocoDataset):
 
     def __init__(self, *args, data_check: str = 'error', check_images: bool = True,
                  with_mask: bool = True, **kwargs) -> None:
-        if data_check not in ('error', 'skip'):
-            raise ValueError(f"data_check must be 'error' or 'skip', got {data_check!r}")
-        self.data_check, self.check_images, self.with_mask = data_check, check_images, with_mask
+        self.data_check = check_policy(data_check)
+        self.check_images, self.with_mask = check_images, with_mask
         super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:
@@ -65,9 +63,7 @@ class CheckedCocoPanopticDataset(CocoPanopticDataset):
 
     def __init__(self, *args, data_check: str = 'error', check_images: bool = True,
                  **kwargs) -> None:
-        if data_check not in ('error', 'skip'):
-            raise ValueError(f"data_check must be 'error' or 'skip', got {data_check!r}")
-        self.data_check, self.check_images = data_check, check_images
+        self.data_check, self.check_images = check_policy(data_check), check_images
         super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:
@@ -93,10 +89,7 @@ def _load_checked(dataset, report: DataReport, raw: dict, filtered, base: type) 
     """Enforce the policy, then let ``base.load_data_list`` index the checked dict."""
     report.enforce(dataset.data_check)
     if report.problems:
-        for problem in report.problems[:20]:
-            print_log(f'data_check=skip: {problem}', logger='current', level=30)
-        print_log(f'data_check=skip: dropped {drop_counts(report)} of {dataset.ann_file} '
-                  f'({report.summary()})', logger='current', level=30)
+        log_skipped(report, drop_counts(report))
         raw = filtered(raw)
     api = dataset.COCOAPI()  # indexed from the checked dict, not re-read from the file
     api.dataset = raw

@@ -3,11 +3,10 @@ import os.path as osp
 from typing import List
 
 import numpy as np
-from mmengine.logging import print_log
 
 from mmdet.datasets import ADE20KSegDataset
 from mmdet.registry import DATASETS
-from .checks import DataError, DataProblem, DataReport
+from .checks import DataProblem, DataReport, check_policy, log_skipped
 
 __all__ = ['CheckedADE20KSegDataset']
 
@@ -29,9 +28,7 @@ class CheckedADE20KSegDataset(ADE20KSegDataset):
 
     def __init__(self, *args, data_check: str = 'error', ignore_index: int = 255,
                  reduce_zero_label: bool = False, **kwargs) -> None:
-        if data_check not in ('error', 'skip'):
-            raise ValueError(f"data_check must be 'error' or 'skip', got {data_check!r}")
-        self.data_check, self.ignore_index = data_check, ignore_index
+        self.data_check, self.ignore_index = check_policy(data_check), ignore_index
         self.reduce_zero_label = reduce_zero_label
         super().__init__(*args, **kwargs)
 
@@ -47,10 +44,7 @@ class CheckedADE20KSegDataset(ADE20KSegDataset):
                                        file_name=osp.basename(info['img_path'])), image=True)
         report.enforce(self.data_check)
         if report.problems:
-            for problem in report.problems[:20]:
-                print_log(f'data_check=skip: {problem}', logger='current', level=30)
-            print_log(f'data_check=skip: dropped {len(report.bad_images)} of {len(data_list)} '
-                      f'images of {source} ({report.summary()})', logger='current', level=30)
+            log_skipped(report, f'{len(report.bad_images)} of {len(data_list)} images')
             data_list = [d for i, d in enumerate(data_list) if i not in report.bad_images]
         return data_list
 

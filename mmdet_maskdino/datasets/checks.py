@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Set
 
 __all__ = ['DataError', 'DataProblem', 'DataReport', 'check_coco_instances', 'check_coco_panoptic',
-           'drop_counts']
+           'check_policy', 'drop_counts', 'log_skipped']
 
 
 class DataError(ValueError):
@@ -155,6 +155,27 @@ def _check_bbox(bbox, img: dict) -> Optional[str]:
     return None
 
 
+def _check_fields_category_box(entry: dict, required: Sequence[str], word: str,
+                               category_ids: Set[int], img: dict, add) -> bool:
+    """Required fields, a known category and a usable box; ``add(kind, message)`` each problem.
+
+    Returns:
+        bool: True when the entry passed.
+    """
+    missing = [k for k in required if k not in entry]
+    if missing:
+        add(f'{word} without required fields', f'{word} without {missing}')
+    elif entry['category_id'] not in category_ids:
+        add('unknown category_id', f"category_id {entry['category_id']} is not a category of the "
+            f'json (known: {sorted(category_ids)[:20]})')
+    else:
+        problem = _check_bbox(entry['bbox'], img)
+        if problem:
+            add('degenerate bbox', problem)
+        return problem is None
+    return False
+
+
 def _check_images_and_classes(coco: dict, report: DataReport, classes: Optional[Sequence[str]],
                               img_dir: Optional[str]) -> tuple:
     """The checks instance and panoptic files share; returns ``({id: image}, category ids)``."""
@@ -235,18 +256,11 @@ def check_coco_panoptic(coco: dict, source: str, classes: Optional[Sequence[str]
                 report.add(DataProblem(source, kind, message, image_id, seg.get('id'),
                                        img['file_name'], ann_word='segment'))
 
-            missing = [k for k in ('id', 'category_id', 'bbox', 'area') if k not in seg]
-            if missing:
-                add('segment without required fields', f'segment without {missing}')
-            elif seg['category_id'] not in category_ids:
-                add('unknown category_id', f"category_id {seg['category_id']} is not a category "
-                    f'of the json (known: {sorted(category_ids)[:20]})')
-            else:
-                problem = _check_bbox(seg['bbox'], img)
-                if problem:
-                    add('degenerate bbox', problem)
-                elif not _is_number(seg['area']) or seg['area'] <= 0:
-                    add('degenerate segment', f"segment area {seg['area']} must be > 0")
+            if not _check_fields_category_box(seg, ('id', 'category_id', 'bbox', 'area'),
+                                              'segment', category_ids, img, add):
+                continue
+            if not _is_number(seg['area']) or seg['area'] <= 0:
+                add('degenerate segment', f"segment area {seg['area']} must be > 0")
     return report
 
 
@@ -280,23 +294,32 @@ def check_coco_instances(coco: dict, source: str, classes: Optional[Sequence[str
 
         if image_id in report.bad_images:  # dropped with its image anyway
             continue
-        missing = [k for k in required if k not in ann]
-        if missing:
-            add('annotation without required fields', f'annotation without {missing}')
-        elif image_id not in images:
+        if all(k in ann for k in required) and image_id not in images:
             add('unknown image_id', f'image_id {image_id} is not an image of the json')
-        elif ann['category_id'] not in category_ids:
-            add('unknown category_id', f"category_id {ann['category_id']} is not a category of "
-                f'the json (known: {sorted(category_ids)[:20]})')
-        else:
-            problem = _check_bbox(ann['bbox'], img)
+            continue
+        if not _check_fields_category_box(ann, required, 'annotation', category_ids, img, add):
+            continue
+        if with_mask or ann.get('segmentation'):
+            problem = _check_segmentation(ann['segmentation'], img)
             if problem:
-                add('degenerate bbox', problem)
-            elif with_mask or ann.get('segmentation'):
-                problem = _check_segmentation(ann['segmentation'], img)
-                if problem:
-                    add('bad segmentation', problem)
+                add('bad segmentation', problem)
     return report
+
+
+def log_skipped(report: DataReport, dropped: str) -> None:
+    """The ``skip`` policy's log: the first problems, then what was dropped and why (counts)."""
+    from mmengine.logging import print_log
+    for problem in report.problems[:20]:
+        print_log(f'data_check=skip: {problem}', logger='current', level=30)
+    print_log(f'data_check=skip: dropped {dropped} of {report.source} ({report.summary()})',
+              logger='current', level=30)
+
+
+def check_policy(data_check: str) -> str:
+    """``data_check`` itself, if it is ``'error'`` or ``'skip'``."""
+    if data_check not in ('error', 'skip'):
+        raise ValueError(f"data_check must be 'error' or 'skip', got {data_check!r}")
+    return data_check
 
 
 def drop_counts(report: DataReport) -> str:

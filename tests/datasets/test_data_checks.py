@@ -32,8 +32,9 @@ def _build(root, data_check='error', classes=THING_CLASSES):
                                filter_cfg=None, pipeline=[], data_check=data_check))
 
 
-def _edit(root, change):
-    path = root / ANN
+def _edit(root, change, ann_file=ANN):
+    """Apply ``change`` to the json in place; return what it returns."""
+    path = root / ann_file
     coco = json.loads(path.read_text())
     where = change(coco)
     path.write_text(json.dumps(coco))
@@ -214,14 +215,6 @@ def _panoptic(root, data_check='error', dataset='CheckedCocoPanopticDataset'):
                                   dict(data_check=data_check))))
 
 
-def _edit_panoptic(root, change):
-    path = root / PAN
-    coco = json.loads(path.read_text())
-    where = change(coco)
-    path.write_text(json.dumps(coco))
-    return where
-
-
 def test_panoptic_checks_name_segments_and_pngs(root):
     assert _infos(_panoptic(root)) == _infos(_panoptic(root, dataset='CocoPanopticDataset'))
 
@@ -230,7 +223,7 @@ def test_panoptic_checks_name_segments_and_pngs(root):
         ann['segments_info'][-1]['category_id'] = 42
         return ann
 
-    ann = _edit_panoptic(root, unknown_category)
+    ann = _edit(root, unknown_category, PAN)
     seg_id = ann['segments_info'][-1]['id']
     with pytest.raises(DataError, match=rf"image {ann['image_id']} \(.*\), segment {seg_id}: "
                        r'category_id 42 is not a category'):
