@@ -26,6 +26,7 @@ def _inputs(bs, shapes, num_queries, heads, points, channels, outside, seed=0):
     (2, [(3, 5), (7, 4), (1, 1)], 9, 3, 2, 5, 0.2),               # odd sizes, a 1x1 level
     (1, [(16, 24), (8, 12), (4, 6), (2, 3)], 40, 8, 4, 32, 0.05),  # fixture C's levels
     (3, [(13, 11)], 17, 1, 1, 7, 0.5),                             # one level, one head/point
+    (2, [(5, 4), (2, 3)], 11, 2, 3, 4, 3.0),  # far outside: corners clamped into the zero border
 ])
 def test_forward_and_backward_equal_mmcv(bs, shapes, num_queries, heads, points, channels,
                                          outside):

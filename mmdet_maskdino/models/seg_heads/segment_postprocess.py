@@ -99,23 +99,24 @@ def maskdino_panoptic_postprocess(cls_probs: Tensor, mask_logits: Tensor, num_th
     if not keep.any():
         return panoptic
     scores, labels = scores[keep], labels[keep]
+    n = scores.numel()
     masks = resize(mask_logits[keep]).sigmoid()
-    winner = (scores[:, None, None] * masks).argmax(0)
-    instance_id = 1
-    for k in range(scores.numel()):
-        own = masks[k] >= mask_prob_thr
-        won = winner == k
-        segment = won & own
-        won_area, own_area = int(won.sum()), int(own.sum())
-        if own_area == 0 or not segment.any() or won_area / own_area < iou_thr:
-            continue
-        label = int(labels[k])
-        if label < num_things:
-            panoptic[segment] = label + instance_id * INSTANCE_OFFSET
-            instance_id += 1
-        else:
-            panoptic[segment] = label
-    return panoptic
+    winner = (scores[:, None, None] * masks).argmax(0)  # (H, W)
+    own = masks >= mask_prob_thr  # (n, H, W)
+    # per query: pixels it owns, pixels it won, pixels it won and owns (its segment)
+    own_area = own.flatten(1).sum(1)
+    won_area = torch.bincount(winner.flatten(), minlength=n)
+    in_segment = own.gather(0, winner[None])[0]  # the winner's own mask holds the pixel
+    segment_area = torch.bincount(winner[in_segment], minlength=n)
+    covered = won_area.double() / own_area.clamp(min=1).double()  # as Python's int / int
+    kept = (own_area > 0) & (segment_area > 0) & (covered >= iou_thr)
+    # segment ids in query order: things numbered from 1 in that order, stuff merged per class
+    is_thing = labels < num_things
+    instance_id = torch.cumsum(kept & is_thing, 0)
+    segment_id = torch.where(is_thing, labels + instance_id * INSTANCE_OFFSET, labels)
+    segment_id = torch.where(kept, segment_id, num_classes).to(torch.int32)
+    assigned = segment_id[winner]
+    return torch.where(in_segment, assigned, panoptic)
 
 
 def maskdino_semantic_postprocess(cls_probs: Tensor, mask_logits: Tensor,
