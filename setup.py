@@ -32,6 +32,8 @@ setup(
     ],
     extras_require={
         'tests': ['pytest', 'matplotlib'],
+        # ONNX export (torch's TorchScript-based exporter) and ONNX Runtime inference
+        'deploy': ['onnx>=1.14', 'onnxruntime>=1.16'],
     },
     zip_safe=False,
 )

@@ -5,6 +5,7 @@ MMDetection's registries and allow-lists MMEngine's own checkpoint types for tor
 (see :mod:`mmdet_maskdino.utils.checkpoint_compat`), so ``--resume`` works on torch >= 2.6.
 """
 from . import datasets  # noqa: F401  (registers CheckedCocoDataset)
+from . import deployment  # noqa: F401  (registers ONNXRuntimeMaskDINO; onnxruntime imported lazily)
 from .engine import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
 from .utils import register_mmengine_safe_globals

@@ -34,6 +34,7 @@ if [ -f "$stamp" ] && "$py" - <<'PY' 2>/dev/null
 import mmcv, mmdet, mmengine, torch, pkg_resources  # noqa: F401
 from mmcv.ops import MultiScaleDeformableAttention  # noqa: F401
 import mmdet_maskdino  # noqa: F401
+import onnx, onnxruntime  # noqa: F401  (the deploy extra)
 PY
 then
   log "environment $venv is ready (delete $stamp to force a re-install)"
@@ -84,7 +85,7 @@ pip install -q --no-deps panopticapi-lite
 # neither is needed by `mim train/test`, so install openmim without them to keep one consistent set.
 pip install -q --no-deps "openmim>=0.3.9"
 pip install -q Click colorama model-index pandas requests rich tabulate
-pip install -q -e "$repo[tests]"
+pip install -q -e "$repo[tests,deploy]"
 pip install -q "setuptools>=77,<81"
 
 "$py" - <<'PY'

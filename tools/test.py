@@ -3,6 +3,7 @@
 Example::
 
     python tools/test.py configs/maskdino_r50.py work_dirs/maskdino_r50/iter_368750.pth
+    python tools/test.py configs/maskdino_r50.py --onnx maskdino_r50.onnx   # ONNX Runtime
 """
 import argparse
 import os
@@ -18,7 +19,9 @@ from mmdet_maskdino.utils import close_distributed, init_cpu_distributed
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and evaluate) a detector')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', nargs='?', help='checkpoint file (not with --onnx)')
+    parser.add_argument('--onnx', help='evaluate this exported graph with ONNX Runtime '
+                        '(tools/deployment/pytorch2onnx.py) instead of the PyTorch model')
     parser.add_argument('--work-dir', help='folder for the evaluation log')
     parser.add_argument('--out', help='dump predictions to this pickle file')
     parser.add_argument('--show-dir', help='draw predictions into this folder (under work-dir)')
@@ -27,6 +30,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    if (args.checkpoint is None) == (args.onnx is None):
+        parser.error('give a checkpoint or --onnx FILE (one of them)')
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
@@ -40,6 +45,8 @@ def main() -> None:
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    if args.onnx:  # same data pipeline, preprocessor, fusion head and metrics
+        cfg.model = dict(type='ONNXRuntimeMaskDINO', model_cfg=cfg.model, onnx_file=args.onnx)
     if args.show_dir:
         cfg.default_hooks.visualization.update(draw=True, test_out_dir=args.show_dir)
     if args.out:

@@ -16,6 +16,7 @@ from ..layers import (DnQueries, MaskDINODnQueryGenerator, MaskDINOTransformerDe
 from ...utils.cfg_keys import check_cfg_keys
 from ..utils import (BoxInitType, HeadOutputs, PredictionSets, SegTargets, build_targets,
                      flatten_levels, gen_encoder_output_proposals, init_anchor_boxes,
+                     level_shapes,
                      mask_logits, split_dn_queries, targets_as_samples)
 
 
@@ -162,10 +163,11 @@ class MaskDINOHead(BaseModule):
         """
         mask_features, ms_feats = self.pixel_decoder(x)
         memory, spatial_shapes, level_start_index = flatten_levels(ms_feats[::-1])
+        shapes = level_shapes(ms_feats[::-1])
         bs = memory.size(0)
         valid_ratios = memory.new_ones((bs, len(ms_feats), 2))
         if self.two_stage:
-            query, ref_unsig, interm = self._select_queries(memory, spatial_shapes, mask_features)
+            query, ref_unsig, interm = self._select_queries(memory, shapes, mask_features)
         else:
             query = self.query_feat.weight[None].expand(bs, -1, -1)
             ref_unsig = self.query_embed.weight[None].expand(bs, -1, -1)
@@ -177,7 +179,7 @@ class MaskDINOHead(BaseModule):
             attn_mask = dn.attn_mask
         hidden_states, references = self.decoder(
             query=query, value=memory, key_padding_mask=None, self_attn_mask=attn_mask,
-            reference_points=ref_unsig.sigmoid(), spatial_shapes=spatial_shapes,
+            reference_points=ref_unsig.sigmoid(), spatial_shapes=spatial_shapes, level_shapes=shapes,
             level_start_index=level_start_index, valid_ratios=valid_ratios,
             reg_branch=self.reg_branch)
         preds = self._predictions(query, hidden_states, references)
@@ -198,7 +200,7 @@ class MaskDINOHead(BaseModule):
         normed = self.decoder.norm(queries)
         return self.cls_branch(normed), self.mask_embed(normed)
 
-    def _select_queries(self, memory: Tensor, spatial_shapes: Tensor,
+    def _select_queries(self, memory: Tensor, spatial_shapes: List[Tuple[int, int]],
                         mask_features: Tensor) -> Tuple[Tensor, Tensor, PredictionSets]:
         """Unified query selection + mask-enhanced anchor box initialisation.
 

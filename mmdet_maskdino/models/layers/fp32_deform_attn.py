@@ -1,9 +1,10 @@
 """Deformable attention kept in fp32 under AMP (as upstream's ``custom_fwd(cast_inputs=float32)``),
 and the encoder built on it."""
-from typing import Optional
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
+from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -23,8 +24,10 @@ class Fp32MultiScaleDeformableAttention(MultiScaleDeformableAttention):
     inputs to float32; the output is float32 (autocast re-casts downstream). On CUDA it runs
     mmcv's forward (its CUDA kernel). On the CPU, where mmcv samples level by level with
     ``grid_sample``, the same projections feed :func:`multi_scale_deformable_attn_gather` (one
-    weighted gather over all levels; same numbers up to float rounding). Same parameters and
-    state-dict keys as the parent.
+    weighted gather over all levels; same numbers up to float rounding). When traced for ONNX
+    export, the same projections feed mmcv's ``grid_sample`` path with the level sizes of the
+    ``level_shapes`` argument (symbolic: the exported graph takes any image size; opset >= 16).
+    Same parameters and state-dict keys as the parent.
     """
 
     def forward(self, *args, **kwargs) -> Tensor:
@@ -32,6 +35,8 @@ class Fp32MultiScaleDeformableAttention(MultiScaleDeformableAttention):
         with torch.autocast(device_type=tensors[0].device.type, enabled=False):
             args = [_fp32(a) for a in args]
             kwargs = {k: _fp32(v) for k, v in kwargs.items()}
+            if torch.jit.is_tracing():
+                return self._forward_gather(*args, export=True, **kwargs)
             if tensors[0].is_cuda:
                 return super().forward(*args, **kwargs)
             return self._forward_gather(*args, **kwargs)
@@ -46,8 +51,14 @@ class Fp32MultiScaleDeformableAttention(MultiScaleDeformableAttention):
                         reference_points: Optional[Tensor] = None,
                         spatial_shapes: Optional[Tensor] = None,
                         level_start_index: Optional[Tensor] = None,
+                        level_shapes: Optional[Sequence[Tuple[int, int]]] = None,
+                        export: bool = False,
                         **kwargs) -> Tensor:
-        """The parent's contract (``key`` unused, as in mmcv); see its ``forward``."""
+        """The parent's contract (``key`` unused, as in mmcv); see its ``forward``.
+
+        ``level_shapes`` (the ``(h, w)`` of every level as sizes, see :func:`level_shapes`) is
+        required when ``export``.
+        """
         value = query if value is None else value
         identity = query if identity is None else identity
         if query_pos is not None:
@@ -63,8 +74,16 @@ class Fp32MultiScaleDeformableAttention(MultiScaleDeformableAttention):
         offsets = self.sampling_offsets(query).view(*shape, 2)
         attention = self.attention_weights(query).view(*shape[:3], -1).softmax(-1).view(shape)
         locations = sampling_locations(reference_points, offsets, spatial_shapes)
-        output = self.output_proj(multi_scale_deformable_attn_gather(
-            value, spatial_shapes, level_start_index, locations, attention))
+        if export:
+            if level_shapes is None:
+                raise ValueError('exporting deformable attention needs level_shapes (the (h, w) '
+                                 'of every level read off the feature maps)')
+            sampled = multi_scale_deformable_attn_pytorch(value, level_shapes, locations,
+                                                          attention)
+        else:
+            sampled = multi_scale_deformable_attn_gather(value, spatial_shapes,
+                                                         level_start_index, locations, attention)
+        output = self.output_proj(sampled)
         if not self.batch_first:
             output = output.transpose(0, 1)
         return self.dropout(output) + identity
@@ -104,6 +123,32 @@ def sampling_locations(reference_points: Tensor, offsets: Tensor,
     return out.view(offsets.shape)
 
 
+def encoder_reference_points(level_shapes: Sequence[Tuple[int, int]],
+                             valid_ratios: Tensor) -> Tensor:
+    """Reference points of the encoder tokens: the centres of their cells, normalised.
+
+    The numbers of :meth:`DeformableDetrTransformerEncoder.get_encoder_reference_points`
+    (``arange(n) + 0.5`` equals its ``linspace(0.5, n - 0.5, n)``), with sizes that stay symbolic
+    when traced for export.
+
+    Args:
+        level_shapes (list[tuple]): ``(h, w)`` of every level.
+        valid_ratios (Tensor): (bs, num_levels, 2) valid fraction of every level (x, y).
+
+    Returns:
+        Tensor: (bs, num_tokens, num_levels, 2) normalised (x, y).
+    """
+    refs: List[Tensor] = []
+    for lvl, (h, w) in enumerate(level_shapes):
+        ref_y, ref_x = torch.meshgrid(
+            torch.arange(h, device=valid_ratios.device).to(torch.float32) + 0.5,
+            torch.arange(w, device=valid_ratios.device).to(torch.float32) + 0.5, indexing='ij')
+        ref_y = ref_y.reshape(-1)[None] / (valid_ratios[:, None, lvl, 1] * h)
+        ref_x = ref_x.reshape(-1)[None] / (valid_ratios[:, None, lvl, 0] * w)
+        refs.append(torch.stack((ref_x, ref_y), -1))
+    return torch.cat(refs, 1)[:, :, None] * valid_ratios[:, None]
+
+
 def run_layer(layer: nn.Module, with_cp: bool, *args, **kwargs) -> Tensor:
     """``layer(*args, **kwargs)``, with activation checkpointing when ``with_cp`` and gradients
     are being recorded (activations recomputed in the backward pass instead of stored)."""
@@ -135,8 +180,8 @@ class MaskDINOTransformerEncoder(DeformableDetrTransformerEncoder):
                 **kwargs) -> Tensor:
         """As :meth:`DeformableDetrTransformerEncoder.forward` (``query`` (bs, num_tokens,
         embed_dims) in, encoder memory of the same shape out), checkpointing layers if asked."""
-        reference_points = self.get_encoder_reference_points(spatial_shapes, valid_ratios,
-                                                             device=query.device)
+        shapes = kwargs.get('level_shapes') or [tuple(s) for s in spatial_shapes.tolist()]
+        reference_points = encoder_reference_points(shapes, valid_ratios)
         for layer in self.layers:
             query = run_layer(layer, self.with_cp and self.training, query=query,
                               query_pos=query_pos, key_padding_mask=key_padding_mask,

@@ -145,7 +145,8 @@ class _DeformableGather(torch.autograd.Function):
         for index, wy, wx, dy, dx in taps.corners():
             bilinear = wy * wx
             # (tap, row) layouts: every slice k below is contiguous
-            index = index.view(-1, num_taps).t().to(torch.long, memory_format=torch.contiguous_format)
+            index = index.view(-1, num_taps).t().to(torch.long,
+                                                    memory_format=torch.contiguous_format)
             weight = (attention * bilinear).view(-1, num_taps).t().contiguous()
             # d out_r / d weight_rk = <grad_r, table row index_rk> (zero on the border rows)
             grad_weight = torch.empty_like(weight)

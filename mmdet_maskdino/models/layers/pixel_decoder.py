@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from mmdet.models.layers import SinePositionalEncoding
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptMultiConfig
-from ..utils import flatten_levels
+from ..utils import flatten_levels, level_shapes
 from .fp32_deform_attn import MaskDINOTransformerEncoder
 
 
@@ -139,9 +139,9 @@ class MaskDINOPixelDecoder(BaseModule):
         query_pos = flatten_levels(pos)[0]
         valid_ratios = srcs[0].new_ones((bs, len(srcs), 2))
         memory = self.encoder(query=query, query_pos=query_pos, key_padding_mask=None,
-                              spatial_shapes=spatial_shapes,
+                              spatial_shapes=spatial_shapes, level_shapes=level_shapes(srcs),
                               level_start_index=level_start_index, valid_ratios=valid_ratios)
-        shapes = spatial_shapes.tolist()
+        shapes = level_shapes(srcs)
         outs = [
             m.transpose(1, 2).reshape(bs, -1, h, w)
             for m, (h, w) in zip(memory.split([h * w for h, w in shapes], 1), shapes)

@@ -1,7 +1,7 @@
 from .box_init import BoxInitType, init_anchor_boxes, mask2box_bitmask, mask2box_tight
 from .finite import (NonFiniteError, check_finite_inputs, check_finite_losses,
                      check_finite_tensors, training_position)
-from .levels import flatten_levels
+from .levels import flatten_levels, level_shapes
 from .point_masks import (bilinear_corners, matched_mask_logits, point_mask_logits,
                           sample_features, sample_masks, uncertain_points)
 from .predictions import HeadOutputs, PredictionSets, mask_logits, split_dn_queries
@@ -9,7 +9,7 @@ from .proposals import gen_encoder_output_proposals
 from .targets import SegTargets, build_targets, stuff_targets, targets_as_samples
 
 __all__ = ['BoxInitType', 'init_anchor_boxes', 'mask2box_bitmask', 'mask2box_tight',
-           'gen_encoder_output_proposals', 'flatten_levels', 'HeadOutputs', 'PredictionSets',
+           'gen_encoder_output_proposals', 'flatten_levels', 'level_shapes', 'HeadOutputs', 'PredictionSets',
            'mask_logits', 'split_dn_queries', 'matched_mask_logits', 'point_mask_logits',
            'sample_masks', 'bilinear_corners', 'sample_features', 'uncertain_points',
            'SegTargets', 'build_targets', 'stuff_targets', 'targets_as_samples', 'NonFiniteError',

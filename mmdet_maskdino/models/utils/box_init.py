@@ -87,5 +87,7 @@ def init_anchor_boxes(mask_logits: Tensor, box_init: BoxInitType, eps: float = 1
         boxes = mask2box_bitmask(masks)
     else:
         raise ValueError(f'no mask-derived boxes for box_init={box_init!r}')
-    boxes = bbox_xyxy_to_cxcywh(boxes) / boxes.new_tensor([w, h, w, h])
+    # [w, h, w, h] read off the shape as a tensor (stays symbolic in an exported graph)
+    size = torch._shape_as_tensor(mask_logits)[[3, 2, 3, 2]].to(boxes)
+    boxes = bbox_xyxy_to_cxcywh(boxes) / size
     return inverse_sigmoid(boxes.reshape(bs, nq, 4), eps=eps)
