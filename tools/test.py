@@ -8,12 +8,16 @@ Example::
 import argparse
 import os
 import os.path as osp
+import sys
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+# the repository root, so that configs of projects/ can import their code (custom_imports)
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
-from mmdet_maskdino.utils import close_distributed, init_cpu_distributed
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from mmdet_maskdino.utils import close_distributed, init_cpu_distributed  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

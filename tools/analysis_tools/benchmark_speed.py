@@ -1,7 +1,10 @@
 """Speed benchmark: Mask DINO R50 vs mmdet's Mask2Former R50 (inference, training step, memory).
 
-Inference: every model in this process, on the same 512x512 image, timed alternately (A, B, A, B,
-...) after warm-up; the table reports medians and the ratio. Training: 2 generated images with 10-30
+Inference (``--sizes``, e.g. 512x512 800x1333): the released Mask DINO R50 in PyTorch and in ONNX
+Runtime (exported once, ``tools/deployment/pytorch2onnx.py``'s path), the ``_3s`` model and
+mmdet's Mask2Former R50, random weights, the same image through each model's own preprocessing
+and post-processing; one persistent worker process per model, stepping in turn (A, B, C, D, A,
+...) after warm-up, so runs are side by side and each process has its own peak memory. Training: 2 generated images with 10-30
 objects each (``mmdet_maskdino.benchmarks.speed``), at 512 and 1024 (the LSJ size); one persistent
 worker process per model, the workers step in turn (A, B, A, B, ...), so step times are measured side
 by side and each process has its own peak memory (peak RSS on CPU, ``max_memory_allocated`` on CUDA).
@@ -9,16 +12,18 @@ Prints markdown tables.
 
 Example::
 
-    python tools/analysis_tools/benchmark_speed.py --train-sizes 512 1024 --train-steps 5
+    python tools/analysis_tools/benchmark_speed.py --sizes 512x512 800x1333 --train-sizes
+    python tools/analysis_tools/benchmark_speed.py --skip-inference --train-sizes 512 1024
 """
 import argparse
 import ctypes
 import json
+import os.path as osp
 import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -29,6 +34,7 @@ MODELS_TO_COMPARE = {
     'Mask2Former R50 (mmdet)': 'mmdet::mask2former/mask2former_r50_8xb2-lsj-50e_coco.py',
 }
 REFERENCE = 'Mask2Former R50 (mmdet)'
+ONNX_ROW = 'Mask DINO R50, ONNX Runtime'
 MARK = '@@benchmark '  # prefix of a worker's result lines
 #: activation checkpointing of every encoder and decoder layer (``with_cp``)
 WITH_CP = ('model.panoptic_head.pixel_decoder.encoder.with_cp=True,'
@@ -68,16 +74,18 @@ def build(config: str, device: str, size: int):
     return model
 
 
-def make_batch(model, size: int, device: str, training: bool, seed: int = 0):
+def make_batch(model, size, device: str, training: bool, seed: int = 0):
+    """A batch of one generated image (``size``: int or ``(h, w)``) with 5 objects."""
     from mmdet_maskdino.testing import make_det_batch
+    h, w = (size, size) if isinstance(size, int) else size
     rng = np.random.default_rng(seed)
     masks = []
     for _ in range(5):
-        y, x = rng.integers(0, size - 100, 2)
-        m = np.zeros((size, size), bool)
+        y, x = rng.integers(0, h - 100), rng.integers(0, w - 100)
+        m = np.zeros((h, w), bool)
         m[y:y + 100, x:x + 80] = True
         masks.append(m)
-    batch = make_det_batch(model, [masks], [[1, 2, 3, 4, 5]], image_size=(size, size),
+    batch = make_det_batch(model, [masks], [[1, 2, 3, 4, 5]], image_size=(h, w),
                            seed=seed, training=training)
     batch['inputs'] = batch['inputs'].to(device)
     for s in batch['data_samples']:
@@ -85,29 +93,67 @@ def make_batch(model, size: int, device: str, training: bool, seed: int = 0):
     return batch
 
 
-def time_inference(models: Dict[str, torch.nn.Module], size: int, device: str, warmup: int,
-                   repeats: int) -> Dict[str, List[float]]:
-    batches = {k: make_batch(m, size, device, training=False) for k, m in models.items()}
-    times: Dict[str, List[float]] = {k: [] for k in models}
-    with torch.no_grad():
-        for i in range(warmup + repeats):
-            for name, model in models.items():
-                if device == 'cuda':
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                model(**batches[name], mode='predict')
-                if device == 'cuda':
-                    torch.cuda.synchronize()
-                if i >= warmup:
-                    times[name].append(time.perf_counter() - start)
-    return times
+def parse_size(text: str) -> Tuple[int, int]:
+    """``'800x1333'`` -> ``(800, 1333)`` (height x width)."""
+    h, _, w = text.partition('x')
+    return int(h), int(w or h)
+
+
+def export_for_benchmark(config: str, out_file: str) -> str:
+    """Export the (random-weight) model of ``config`` to ONNX in a subprocess (so that no worker's
+    peak memory includes the export)."""
+    subprocess.run([sys.executable, 'tools/deployment/pytorch2onnx.py', config, 'none', '--out',
+                    out_file, '--shape', '512', '512'], check=True, stdout=subprocess.DEVNULL)
+    return out_file
+
+
+def infer_worker(spec: str, size: Tuple[int, int], device: str) -> None:
+    """Subprocess body: build the model (``spec`` = config, or ``config@onnx_file`` for ONNX
+    Runtime), then one timed ``predict`` per ``step`` line; ``stop`` prints the peak memory."""
+    config, _, onnx_file = spec.partition('@')
+    torch.manual_seed(0)
+    model = build(config, device, max(size)).eval()
+    batch = make_batch(model, size, device, training=False)
+    if onnx_file:
+        from mmdet_maskdino.benchmarks.zoo import resolve_config
+        from mmdet_maskdino.deployment import ONNXRuntimeMaskDINO
+        from mmengine.config import Config
+        cfg = Config.fromfile(resolve_config(config))
+        del model
+        model = ONNXRuntimeMaskDINO.from_config(cfg, onnx_file,
+                                                num_threads=torch.get_num_threads())
+
+    def step() -> float:
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.no_grad():
+            model.predict(batch['inputs'], batch['data_samples'])
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    serve(step, device)
+
+
+def serve(step, device: str, **ready) -> None:
+    """Worker loop: report ready, run ``step`` per ``step`` line, report peak memory at the end."""
+    import resource
+    print(MARK + json.dumps(dict(ready=True, **ready)), flush=True)
+    release_free_memory()
+    for line in sys.stdin:
+        if line.strip() != 'step':
+            break
+        print(MARK + json.dumps(dict(step_s=step())), flush=True)
+        release_free_memory()  # an idle worker should not hold the other's memory
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device == 'cuda' else
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(MARK + json.dumps(dict(peak_mib=peak)), flush=True)
 
 
 def train_worker(config: str, size: int, device: str, data_root: str) -> None:
     """Subprocess body: build ``config``, one warm-up step, then one timed training step per
     ``step`` line read from stdin (a json line each); ``stop`` prints the peak memory and exits."""
-    import resource
-
     from mmdet_maskdino.benchmarks.speed import crowded_images, training_batch
     torch.manual_seed(0)
     model = build(config, device, size).train()
@@ -129,17 +175,8 @@ def train_worker(config: str, size: int, device: str, data_root: str) -> None:
         return time.perf_counter() - start
 
     step()  # warm-up
-    print(MARK + json.dumps(dict(ready=True, objects=[len(i.labels) for i in images],
-                          params_m=sum(p.numel() for p in model.parameters()) / 1e6)), flush=True)
-    release_free_memory()
-    for line in sys.stdin:
-        if line.strip() != 'step':
-            break
-        print(MARK + json.dumps(dict(step_s=step())), flush=True)
-        release_free_memory()  # an idle worker should not hold the other's memory
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device == 'cuda' else
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    print(MARK + json.dumps(dict(peak_mib=peak)), flush=True)
+    serve(step, device, objects=[len(i.labels) for i in images],
+          params_m=sum(p.numel() for p in model.parameters()) / 1e6)
 
 
 def release_free_memory() -> None:
@@ -161,17 +198,30 @@ def _reply(proc: subprocess.Popen) -> dict:
 
 def time_training(configs: Dict[str, str], size: int, device: str, steps: int,
                   data_root: str) -> Dict[str, dict]:
-    """Training step times (models alternated, one step each per round) and peak memory.
+    """Training step times (models alternated, one step each per round) and peak memory."""
+    return run_workers({name: ['--worker', config, '--size', str(size), '--device', device,
+                               '--data-root', data_root] for name, config in configs.items()},
+                       steps)
 
-    One persistent worker process per model (so each has its own peak memory); workers are started
-    and warmed up one after the other, then step in turn, so no two steps overlap.
-    """
+
+def time_inference(specs: Dict[str, str], size: Tuple[int, int], device: str, warmup: int,
+                   repeats: int) -> Dict[str, dict]:
+    """Inference times (models alternated) and peak memory; the warm-up runs are dropped."""
+    out = run_workers({name: ['--infer-worker', spec, '--size', f'{size[0]}x{size[1]}',
+                              '--device', device] for name, spec in specs.items()},
+                      warmup + repeats)
+    for r in out.values():
+        r['times'] = r['times'][warmup:]
+    return out
+
+
+def run_workers(worker_args: Dict[str, List[str]], steps: int) -> Dict[str, dict]:
+    """One persistent worker process per entry (so each has its own peak memory); workers are
+    started one after the other, then step in turn, so no two steps overlap."""
     procs, out = {}, {}
-    for name, config in configs.items():
-        procs[name] = subprocess.Popen(
-            [sys.executable, __file__, '--worker', config, '--size', str(size), '--device',
-             device, '--data-root', data_root], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True)
+    for name, args in worker_args.items():
+        procs[name] = subprocess.Popen([sys.executable, __file__, *args],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         out[name] = dict(_reply(procs[name]), times=[])
     for _ in range(steps):
         for name, proc in procs.items():
@@ -207,9 +257,11 @@ def print_training_table(results: Dict[str, dict], size: int, device: str, steps
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--size', type=int, default=512, help='inference image size')
+    parser.add_argument('--sizes', nargs='*', default=['512x512', '800x1333'],
+                        help='inference sizes HxW')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--no-onnx', action='store_true', help='skip the ONNX Runtime row')
     parser.add_argument('--train-sizes', type=int, nargs='*', default=[512, 1024],
                         help='training image sizes (none: skip training)')
     parser.add_argument('--train-steps', type=int, default=5)
@@ -217,32 +269,47 @@ def main() -> None:
     parser.add_argument('--data-root', default='data/shapes_bench',
                         help='generated images go to DATA_ROOT_<size>')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--size', help=argparse.SUPPRESS)  # a worker's size
     parser.add_argument('--worker', help=argparse.SUPPRESS)
+    parser.add_argument('--infer-worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return train_worker(args.worker, args.size, args.device, args.data_root)
+        return train_worker(args.worker, int(args.size), args.device, args.data_root)
+    if args.infer_worker:
+        return infer_worker(args.infer_worker, parse_size(args.size), args.device)
     if not args.skip_inference:
-        models = {k: build(c, args.device, args.size).eval() for k, c in MODELS_TO_COMPARE.items()}
-        times = time_inference(models, args.size, args.device, args.warmup, args.repeats)
-        del models
-        print_inference_table(times, args)
+        specs = dict(MODELS_TO_COMPARE)
+        if not args.no_onnx and args.device == 'cpu':
+            import tempfile
+            onnx_file = export_for_benchmark(MODELS_TO_COMPARE[RELEASED],
+                                             osp.join(tempfile.mkdtemp(), 'maskdino_r50.onnx'))
+            specs = {RELEASED: specs[RELEASED], ONNX_ROW: f'{specs[RELEASED]}@{onnx_file}',
+                     **{k: v for k, v in specs.items() if k != RELEASED}}
+        for size in map(parse_size, args.sizes):
+            results = time_inference(specs, size, args.device, args.warmup, args.repeats)
+            print_inference_table(results, size, args)
     for size in args.train_sizes:
         results = time_training(TRAIN_MODELS, size, args.device, args.train_steps,
                                 f'{args.data_root}_{size}')
         print_training_table(results, size, args.device, args.train_steps)
 
 
-def print_inference_table(times: Dict[str, List[float]], args: argparse.Namespace) -> None:
-    ref = statistics.median(times[REFERENCE])
-    print(f'\n### Inference, {args.size}x{args.size}, device={args.device}, torch '
+def print_inference_table(results: Dict[str, dict], size: Tuple[int, int],
+                          args: argparse.Namespace) -> None:
+    ref = statistics.median(results[REFERENCE]['times'])
+    ref_mem = results[REFERENCE]['peak_mib']
+    print(f'\n### Inference, {size[0]}x{size[1]}, device={args.device}, torch '
           f'{torch.__version__}, threads={torch.get_num_threads()}\n')
-    print('| model | inference median (s) | min / max (s) | speed vs Mask2Former |')
-    print('|---|---|---|---|')
-    for name in MODELS_TO_COMPARE:
-        med = statistics.median(times[name])
-        print(f'| {name} | {med:.3f} | {min(times[name]):.3f} / {max(times[name]):.3f} | '
-              f'{ref / med:.2f}x |')
-    print(f'\n{args.repeats} timed runs after {args.warmup} warm-up, alternating models.')
+    print('| model | inference median (s) | min / max (s) | speed vs Mask2Former | '
+          'peak memory (MiB) | memory vs Mask2Former |')
+    print('|---|---|---|---|---|---|')
+    for name, r in results.items():
+        med = statistics.median(r['times'])
+        print(f'| {name} | {med:.3f} | {min(r["times"]):.3f} / {max(r["times"]):.3f} | '
+              f'{ref / med:.2f}x | {r["peak_mib"]:.0f} | {r["peak_mib"] / ref_mem:.2f}x |')
+    print(f'\n{args.repeats} timed runs after {args.warmup} warm-up, models alternated run by '
+          'run, one process per model (peak memory = its peak RSS on CPU, max allocated on '
+          'CUDA), preprocessed image in, post-processed data sample out.')
 
 
 if __name__ == '__main__':

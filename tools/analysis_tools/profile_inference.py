@@ -10,6 +10,7 @@ Example::
     python tools/analysis_tools/profile_inference.py configs/maskdino_r50.py --size 512
 """
 import argparse
+import logging
 import os.path as osp
 import sys
 from collections import defaultdict
@@ -53,14 +54,10 @@ def main() -> None:
     parser.add_argument('--depth', type=int, default=3, help='module name depth to time')
     parser.add_argument('--top', type=int, default=25, help='ops to list')
     args = parser.parse_args()
+    logging.getLogger('mmengine').setLevel(logging.WARNING)  # init_weights' per-parameter report
     h, w = args.size
     model = build(args.config, 'cpu', max(h, w)).eval()
-    batch = make_batch(model, max(h, w), 'cpu', training=False)
-    if (h, w) != (max(h, w),) * 2:
-        batch['inputs'] = batch['inputs'][..., :h, :w].contiguous()
-        for s in batch['data_samples']:
-            s.set_metainfo(dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-                                batch_input_shape=(h, w)))
+    batch = make_batch(model, (h, w), 'cpu', training=False)
     wrap(module_scopes(model, args.depth))
     with torch.no_grad():
         for _ in range(args.warmup):

@@ -1,3 +1,3 @@
-from .maskdino_head import MaskDINOHead
+from .maskdino_head import InitialQueries, MaskDINOHead
 
-__all__ = ['MaskDINOHead']
+__all__ = ['InitialQueries', 'MaskDINOHead']

@@ -1,6 +1,6 @@
 """Mask DINO's head: pixel decoder, unified query selection, denoising and the decoder."""
 import inspect
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from mmcv.cnn import Linear
@@ -18,6 +18,38 @@ from ..utils import (BoxInitType, HeadOutputs, PredictionSets, SegTargets, build
                      flatten_levels, gen_encoder_output_proposals, init_anchor_boxes,
                      level_shapes,
                      mask_logits, split_dn_queries, targets_as_samples)
+
+
+def _init_arguments(cls: type) -> set:
+    """Named ``__init__`` arguments of ``cls``, following ``**kwargs`` up the class hierarchy
+    (a subclass that forwards ``**kwargs`` accepts its parent's arguments too)."""
+    names = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get('__init__')
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+class InitialQueries(NamedTuple):
+    """The decoder's matching queries before the first layer (:meth:`MaskDINOHead.initial_queries`).
+
+    Attributes:
+        content (Tensor): (bs, nq, embed_dims) content queries.
+        ref_unsig (Tensor): (bs, nq, 4) unsigmoided cxcywh anchor boxes.
+        interm (PredictionSets, optional): A prediction set to supervise with them (query
+            selection's selected tokens), or None.
+        self_attn_mask (Tensor, optional): (nq, nq) bool, True where a matching query may not
+            attend to another (e.g. UP-DETR's patch groups); None: no restriction.
+    """
+    content: Tensor
+    ref_unsig: Tensor
+    interm: Optional[PredictionSets] = None
+    self_attn_mask: Optional[Tensor] = None
 
 
 @MODELS.register_module()
@@ -120,7 +152,7 @@ class MaskDINOHead(BaseModule):
         if criterion_cls is not None:  # its arguments, less those the head fills in
             given = {'self', 'num_things_classes', 'num_stuff_classes', 'loss_cls', 'loss_bbox',
                      'loss_iou', 'loss_mask', 'loss_dice', *criterion}
-            check_cfg_keys(self.train_cfg, set(inspect.signature(criterion_cls).parameters) - given,
+            check_cfg_keys(self.train_cfg, _init_arguments(criterion_cls) - given,
                            'model.train_cfg')
         self.criterion = MODELS.build(
             dict(criterion, num_things_classes=num_things_classes,
@@ -150,12 +182,14 @@ class MaskDINOHead(BaseModule):
         constant_init(self.reg_branch.layers[-1], 0, bias=0)  # box deltas start at 0
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: Sequence[Tensor], dn: Optional[DnQueries] = None) -> HeadOutputs:
+    def forward(self, x: Sequence[Tensor], dn: Optional[DnQueries] = None,
+                **query_inputs) -> HeadOutputs:
         """Run the whole head.
 
         Args:
             x (Sequence[Tensor]): Backbone features C2..C5, (bs, C_i, H_i, W_i).
             dn (DnQueries, optional): Denoising queries (training only).
+            **query_inputs: Passed to :meth:`initial_queries` (e.g. UP-DETR's patch features).
 
         Returns:
             HeadOutputs: The pixel embedding and every prediction set (no masks: see
@@ -166,17 +200,18 @@ class MaskDINOHead(BaseModule):
         shapes = level_shapes(ms_feats[::-1])
         bs = memory.size(0)
         valid_ratios = memory.new_ones((bs, len(ms_feats), 2))
-        if self.two_stage:
-            query, ref_unsig, interm = self._select_queries(memory, shapes, mask_features)
-        else:
-            query = self.query_feat.weight[None].expand(bs, -1, -1)
-            ref_unsig = self.query_embed.weight[None].expand(bs, -1, -1)
-            interm = None
-        attn_mask = None
+        query, ref_unsig, interm, attn_mask = self.initial_queries(memory, shapes, mask_features,
+                                                                   **query_inputs)
         if dn is not None:
+            num_dn = dn.query.size(1)
             query = torch.cat([dn.query, query], 1)
             ref_unsig = torch.cat([dn.ref_unsig, ref_unsig], 1)
-            attn_mask = dn.attn_mask
+            if attn_mask is not None:  # the matching queries' own restriction, inside DN's mask
+                blocked = dn.attn_mask.clone()
+                blocked[num_dn:, num_dn:] |= attn_mask
+                attn_mask = blocked
+            else:
+                attn_mask = dn.attn_mask
         hidden_states, references = self.decoder(
             query=query, value=memory, key_padding_mask=None, self_attn_mask=attn_mask,
             reference_points=ref_unsig.sigmoid(), spatial_shapes=spatial_shapes, level_shapes=shapes,
@@ -187,6 +222,31 @@ class MaskDINOHead(BaseModule):
             return HeadOutputs(mask_features, preds, interm)
         dn_preds, matching = split_dn_queries(preds, dn.num_queries)
         return HeadOutputs(mask_features, matching, interm, dn_preds)
+
+    def initial_queries(self, memory: Tensor, level_shapes: Sequence[Tuple[int, int]],
+                        mask_features: Tensor, **query_inputs) -> InitialQueries:
+        """Where the decoder's matching queries come from: the hook to override.
+
+        Mask DINO: unified query selection with mask-enhanced anchors (``two_stage``), or
+        learnable content queries and anchors (upstream's one-stage semantic model). A
+        subclass changes the source (UP-DETR's patch queries: ``projects/updetr``) without
+        touching the encoder, the decoder or the criterion.
+
+        Args:
+            memory (Tensor): (bs, num_tokens, embed_dims) encoder output, decoder level order.
+            level_shapes (list[tuple]): ``(h, w)`` of every level of ``memory``.
+            mask_features (Tensor): (bs, mask_dims, H/4, W/4) pixel embedding.
+            **query_inputs: What the caller of :meth:`forward` passed (unused here).
+
+        Returns:
+            InitialQueries: Content queries, anchors, an optional interm prediction set and an
+            optional self-attention mask of the matching queries.
+        """
+        if self.two_stage:
+            return InitialQueries(*self._select_queries(memory, level_shapes, mask_features))
+        bs = memory.size(0)
+        return InitialQueries(self.query_feat.weight[None].expand(bs, -1, -1),
+                              self.query_embed.weight[None].expand(bs, -1, -1))
 
     def _heads(self, queries: Tensor) -> Tuple[Tensor, Tensor]:
         """Class logits and mask embeddings of queries (the decoder norm is applied first).
@@ -239,8 +299,8 @@ class MaskDINOHead(BaseModule):
         if self.initial_pred:
             states = torch.cat([query[None], hidden_states])
             boxes = torch.cat([references[:1], boxes])
-        logits, embeds = self._heads(states)
-        return PredictionSets(logits, boxes, embeds)
+        normed = self.decoder.norm(states)
+        return PredictionSets(self.cls_branch(normed), boxes, self.mask_embed(normed), normed)
 
     # ------------------------------------------------------------------ training
     def get_targets(self, batch_data_samples: SampleList) -> List[SegTargets]:

@@ -22,10 +22,14 @@ class PredictionSets:
             batch.
         mask_embeds (Tensor): (num_sets, bs, nq, mask_dims); mask logits =
             :func:`mask_logits` ``(mask_embeds, mask_features)``.
+        query_states (Tensor, optional): (num_sets, bs, nq, embed_dims) the normed query states
+            the heads read (for objectives with heads of their own, e.g. UP-DETR's feature
+            reconstruction).
     """
     cls_logits: Tensor
     boxes: Tensor
     mask_embeds: Tensor
+    query_states: Optional[Tensor] = None
 
     def __len__(self) -> int:
         return self.cls_logits.size(0)
@@ -34,7 +38,8 @@ class PredictionSets:
         """Sets ``index`` (an int keeps a leading set dimension of 1)."""
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
-        return PredictionSets(self.cls_logits[index], self.boxes[index], self.mask_embeds[index])
+        return PredictionSets(self.cls_logits[index], self.boxes[index], self.mask_embeds[index],
+                              _index(self.query_states, index))
 
     def __iter__(self) -> Iterator['PredictionSets']:
         return (self[i] for i in range(len(self)))
@@ -42,7 +47,12 @@ class PredictionSets:
     def queries(self, index: slice) -> 'PredictionSets':
         """The same sets restricted to the queries ``index`` (dimension 2)."""
         return PredictionSets(self.cls_logits[:, :, index], self.boxes[:, :, index],
-                              self.mask_embeds[:, :, index])
+                              self.mask_embeds[:, :, index],
+                              _index(self.query_states, (slice(None), slice(None), index)))
+
+
+def _index(tensor: Optional[Tensor], index) -> Optional[Tensor]:
+    return None if tensor is None else tensor[index]
 
 
 @dataclass

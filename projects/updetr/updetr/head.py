@@ -1,0 +1,156 @@
+"""Patch queries for Mask DINO's decoder and the pretext's objective."""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from mmdet.models.layers.transformer.utils import MLP
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from mmdet_maskdino.models import MaskDINOCriterion, MaskDINOHead
+from mmdet_maskdino.models.dense_heads.maskdino_head import InitialQueries
+from mmdet_maskdino.models.losses.maskdino_criterion import _prefixed
+from mmdet_maskdino.models.utils import HeadOutputs, SegTargets
+from .losses import feature_reconstruction_loss
+
+
+def group_attention_mask(num_groups: int, group_size: int,
+                         device: Optional[torch.device] = None) -> Tensor:
+    """Self-attention mask that keeps query groups apart (UP-DETR's attention mask).
+
+    Args:
+        num_groups (int): Groups (one per query patch).
+        group_size (int): Queries per group (consecutive).
+
+    Returns:
+        Tensor: (num_groups * group_size,) * 2 bool, True where attention is blocked (query ``i``
+        may attend to ``j`` only when they are in the same group).
+    """
+    group = torch.arange(num_groups * group_size, device=device) // group_size
+    return group[:, None] != group[None, :]
+
+
+@MODELS.register_module()
+class UPDETRHead(MaskDINOHead):
+    """Mask DINO's head with UP-DETR's patch queries in place of query selection.
+
+    The decoder's ``num_queries`` matching queries are learnable content vectors and learnable
+    anchor boxes (the head's one-stage ``query_feat`` / ``query_embed``), split into
+    ``num_patches`` consecutive groups; group ``k``'s content gets the projected feature of patch
+    ``k`` added (each query's patch feature zeroed with probability ``feature_drop`` in training,
+    UP-DETR's ``mask_ratio``), and a self-attention mask keeps the groups apart. This is an
+    override of :meth:`MaskDINOHead.initial_queries`, the head's hook for where its queries come
+    from; the encoder, decoder, box / class / mask heads are Mask DINO's, so they transfer to
+    fine-tuning (``pretrained_transformer_state``).
+
+    Args:
+        num_patches (int): Query patches per image (UP-DETR: 10); ``num_queries`` must be a
+            multiple of it.
+        patch_feat_dims (int): Channels of the frozen backbone's last stage (512 for ResNet-18,
+            2048 for ResNet-50).
+        feature_drop (float): Probability of zeroing a query's patch feature in training.
+        **kwargs: :class:`MaskDINOHead` arguments (``two_stage=False``, ``box_init='no'`` are
+            set here).
+    """
+
+    def __init__(self, *, num_patches: int = 10, patch_feat_dims: int = 2048,
+                 feature_drop: float = 0.1, **kwargs) -> None:
+        kwargs.update(two_stage=False, box_init='no')
+        super().__init__(**kwargs)
+        if self.num_queries % num_patches:
+            raise ValueError(f'num_queries ({self.num_queries}) must be a multiple of '
+                             f'num_patches ({num_patches})')
+        self.num_patches = num_patches
+        self.group_size = self.num_queries // num_patches
+        self.feature_drop = feature_drop
+        self.patch_proj = nn.Linear(patch_feat_dims, self.embed_dims)
+
+    def initial_queries(self, memory: Tensor, level_shapes: Sequence[Tuple[int, int]],
+                        mask_features: Tensor, patch_feats: Optional[Tensor] = None,
+                        **kwargs) -> InitialQueries:
+        """Learnable queries plus each group's projected patch feature.
+
+        Args:
+            patch_feats (Tensor): (bs, num_patches, patch_feat_dims) pooled patch features.
+        """
+        if patch_feats is None:
+            raise ValueError('UPDETRHead needs patch_feats (the query patches\' features)')
+        bs = memory.size(0)
+        if patch_feats.shape[:2] != (bs, self.num_patches):
+            raise ValueError(f'patch_feats {tuple(patch_feats.shape)}: expected ({bs}, '
+                             f'{self.num_patches}, D)')
+        added = self.patch_proj(patch_feats).repeat_interleave(self.group_size, 1)
+        if self.training and self.feature_drop > 0:
+            keep = torch.rand(bs, self.num_queries, 1, device=added.device) >= self.feature_drop
+            added = added * keep
+        content = self.query_feat.weight[None] + added
+        anchors = self.query_embed.weight[None].expand(bs, -1, -1)
+        mask = group_attention_mask(self.num_patches, self.group_size, memory.device)
+        return InitialQueries(content, anchors, None, mask)
+
+    def loss(self, x: Sequence[Tensor], batch_data_samples: SampleList,
+             patch_feats: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Forward with the patch queries, then the pretext's losses."""
+        targets = self.get_targets(batch_data_samples)
+        outputs = self(x, patch_feats=patch_feats)
+        return self.criterion(outputs, targets, None, patch_feats=patch_feats)
+
+    def predict(self, x: Sequence[Tensor], batch_data_samples: SampleList,
+                patch_feats: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """Last layer: patch logits (bs, nq, 1), mask logits, boxes (see
+        :meth:`MaskDINOHead.predict`)."""
+        from mmdet_maskdino.models.utils import mask_logits
+        out = self(x, patch_feats=patch_feats)
+        last = out.layers[-1]
+        return (last.cls_logits[0], mask_logits(last.mask_embeds[0], out.mask_features),
+                last.boxes[0])
+
+
+@MODELS.register_module()
+class UPDETRCriterion(MaskDINOCriterion):
+    """Mask DINO's criterion (Hungarian matching with class + box (+ mask) costs, focal class,
+    L1 + GIoU box and optionally point-sampled mask losses) plus UP-DETR's feature
+    reconstruction on every prediction set: the matched query's normed state, through
+    ``reconstruction`` (an MLP to the patch feature size), should point where its patch's
+    feature points (:func:`feature_reconstruction_loss`).
+
+    Args:
+        patch_feat_dims (int): Size of the patch features.
+        embed_dims (int): Size of the decoder's queries.
+        loss_rec_weight (float): Weight of the reconstruction loss (UP-DETR: 1).
+        **kwargs: :class:`MaskDINOCriterion` arguments.
+    """
+
+    def __init__(self, *, patch_feat_dims: int = 2048, embed_dims: int = 256,
+                 loss_rec_weight: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.reconstruction = MLP(embed_dims, embed_dims, patch_feat_dims, 2)
+        self.loss_rec_weight = loss_rec_weight
+
+    def forward(self, outputs: HeadOutputs, targets: List[SegTargets], dn=None,
+                patch_feats: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Mask DINO's losses of every set plus ``loss_rec`` (``d{i}.loss_rec`` per layer)."""
+        if dn is not None or outputs.interm is not None:
+            raise ValueError('the pretext has neither denoising nor query selection')
+        num_gt = self.num_gt(targets, outputs.layers.cls_logits)
+        features = outputs.mask_features
+        features_hwc = features.detach().float().permute(0, 2, 3, 1).contiguous()
+        names = [f'd{i}.' for i in range(len(outputs.layers) - 1)] + ['']
+        losses = {}
+        for prefix, preds in zip(names, outputs.layers):
+            indices = self.match(preds, features_hwc, targets)
+            single = self.loss_by_feat_single(preds, features, targets, indices, num_gt)
+            single['loss_rec'] = self.loss_rec_weight * self._reconstruction_loss(
+                preds.query_states[0], patch_feats, indices, num_gt)
+            losses.update(_prefixed(prefix, single))
+        return losses
+
+    def _reconstruction_loss(self, states: Tensor, patch_feats: Tensor, indices: List[Tensor],
+                             num_gt: float) -> Tensor:
+        batch = torch.cat([torch.full_like(idx[0], b) for b, idx in enumerate(indices)])
+        query = torch.cat([idx[0] for idx in indices])
+        patch = torch.cat([idx[1] for idx in indices])
+        if query.numel() == 0:
+            return states.sum() * 0
+        pred = self.reconstruction(states[batch, query])
+        return feature_reconstruction_loss(pred, patch_feats[batch, patch].detach(), num_gt)
