@@ -6,6 +6,22 @@ from typing import Dict, List, Sequence, Tuple
 CurvePoint = Tuple[int, float, float]
 
 
+def shapes_run_options(data_root: str, iters: int, val_interval: int, seed: int) -> List[str]:
+    """``--cfg-options`` of a demo-config run on a generated shapes dataset: the schedule
+    (``iters``, LR drop at 5/6), validation every ``val_interval``, one checkpoint at the end, the
+    seed, and every split (the config check also wants the test split to exist) on ``data_root``.
+    """
+    ann = data_root.rstrip('/') + '/annotations/instances_val.json'
+    return [
+        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={val_interval}',
+        f'param_scheduler.end={iters}', f'param_scheduler.milestones=[{int(iters * 5 / 6)}]',
+        f'default_hooks.checkpoint.interval={iters}', f'randomness.seed={seed}',
+        f'train_dataloader.dataset.data_root={data_root}',
+        f'val_dataloader.dataset.data_root={data_root}', f'val_evaluator.ann_file={ann}',
+        f'test_dataloader.dataset.data_root={data_root}', f'test_evaluator.ann_file={ann}'
+    ]
+
+
 def summarise_seeds(curves: Dict[int, Sequence[CurvePoint]]) -> List[dict]:
     """Mean and sample standard deviation of box / mask AP per iteration over seeds.
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from mmdet_maskdino.benchmarks.learning import summarise_seeds
+from mmdet_maskdino.benchmarks.learning import shapes_run_options, summarise_seeds
 from mmdet_maskdino.benchmarks.zoo import read_curve
 
 PAIR = {
@@ -32,17 +32,7 @@ PAIR = {
 
 def train_and_read(config: str, work_dir: str, args: argparse.Namespace, seed: int) -> list:
     """Train one config with one seed through ``tools/train.py``; return its AP curve."""
-    ann = osp.join(args.data_root, 'annotations/instances_val.json')
-    options = [
-        f'train_cfg.max_iters={args.iters}', f'train_cfg.val_interval={args.val_interval}',
-        f'param_scheduler.end={args.iters}',
-        f'param_scheduler.milestones=[{int(args.iters * 5 / 6)}]',
-        f'default_hooks.checkpoint.interval={args.iters}', f'randomness.seed={seed}',
-        f'train_dataloader.dataset.data_root={args.data_root}',
-        f'val_dataloader.dataset.data_root={args.data_root}', f'val_evaluator.ann_file={ann}',
-        # the config check also wants the test split to exist (the demo's data/shapes/ may not)
-        f'test_dataloader.dataset.data_root={args.data_root}', f'test_evaluator.ann_file={ann}'
-    ]
+    options = shapes_run_options(args.data_root, args.iters, args.val_interval, seed)
     subprocess.run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
                     '--cfg-options', *options], check=True, stdout=subprocess.DEVNULL,
                    env=dict(os.environ, PYTHONWARNINGS='ignore'))

@@ -4,11 +4,10 @@ Inference (``--sizes``, e.g. 512x512 800x1333): the released Mask DINO R50 in Py
 Runtime (exported once, ``tools/deployment/pytorch2onnx.py``'s path), the ``_3s`` model and
 mmdet's Mask2Former R50, random weights, the same image through each model's own preprocessing
 and post-processing; one persistent worker process per model, stepping in turn (A, B, C, D, A,
-...) after warm-up, so runs are side by side and each process has its own peak memory. Training: 2 generated images with 10-30
-objects each (``mmdet_maskdino.benchmarks.speed``), at 512 and 1024 (the LSJ size); one persistent
-worker process per model, the workers step in turn (A, B, A, B, ...), so step times are measured side
-by side and each process has its own peak memory (peak RSS on CPU, ``max_memory_allocated`` on CUDA).
-Prints markdown tables.
+...) after warm-up, so runs are side by side and each process has its own peak memory.
+Training: 2 generated images with 10-30 objects each (``mmdet_maskdino.benchmarks.speed``), at
+512 and 1024 (the LSJ size); the same worker scheme (A, B, A, B, ...). Peak memory is the
+worker's peak RSS on CPU, ``max_memory_allocated`` on CUDA. Prints markdown tables.
 
 Example::
 
@@ -236,9 +235,15 @@ def run_workers(worker_args: Dict[str, List[str]], steps: int) -> Dict[str, dict
     return out
 
 
-def print_training_table(results: Dict[str, dict], size: int, device: str, steps: int) -> None:
+def summarise(results: Dict[str, dict]) -> List[tuple]:
+    """Per model: ``(name, result, median time, Mask2Former's median time, memory ratio)``."""
     ref = statistics.median(results[REFERENCE]['times'])
     ref_mem = results[REFERENCE]['peak_mib']
+    return [(name, r, statistics.median(r['times']), ref, r['peak_mib'] / ref_mem)
+            for name, r in results.items()]
+
+
+def print_training_table(results: Dict[str, dict], size: int, device: str, steps: int) -> None:
     objects = next(iter(results.values()))['objects']
     counts = ' and '.join(map(str, objects))
     print(f'\n### Training step, 2 images {size}x{size} ({counts} objects), '
@@ -246,11 +251,9 @@ def print_training_table(results: Dict[str, dict], size: int, device: str, steps
     print('| model | params (M) | step median (s) | min / max (s) | time vs Mask2Former | '
           'peak memory (MiB) | memory vs Mask2Former |')
     print('|---|---|---|---|---|---|---|')
-    for name, r in results.items():
-        med = statistics.median(r['times'])
+    for name, r, med, ref, mem in summarise(results):
         print(f'| {name} | {r["params_m"]:.1f} | {med:.2f} | {min(r["times"]):.2f} / '
-              f'{max(r["times"]):.2f} | {med / ref:.2f}x | {r["peak_mib"]:.0f} | '
-              f'{r["peak_mib"] / ref_mem:.2f}x |')
+              f'{max(r["times"]):.2f} | {med / ref:.2f}x | {r["peak_mib"]:.0f} | {mem:.2f}x |')
     print(f'\nMedian of {steps} steps after 1 warm-up step, models alternated step by step, one '
           'process per model (peak memory = its peak RSS on CPU, max allocated on CUDA).')
 
@@ -296,17 +299,14 @@ def main() -> None:
 
 def print_inference_table(results: Dict[str, dict], size: Tuple[int, int],
                           args: argparse.Namespace) -> None:
-    ref = statistics.median(results[REFERENCE]['times'])
-    ref_mem = results[REFERENCE]['peak_mib']
     print(f'\n### Inference, {size[0]}x{size[1]}, device={args.device}, torch '
           f'{torch.__version__}, threads={torch.get_num_threads()}\n')
     print('| model | inference median (s) | min / max (s) | speed vs Mask2Former | '
           'peak memory (MiB) | memory vs Mask2Former |')
     print('|---|---|---|---|---|---|')
-    for name, r in results.items():
-        med = statistics.median(r['times'])
+    for name, r, med, ref, mem in summarise(results):
         print(f'| {name} | {med:.3f} | {min(r["times"]):.3f} / {max(r["times"]):.3f} | '
-              f'{ref / med:.2f}x | {r["peak_mib"]:.0f} | {r["peak_mib"] / ref_mem:.2f}x |')
+              f'{ref / med:.2f}x | {r["peak_mib"]:.0f} | {mem:.2f}x |')
     print(f'\n{args.repeats} timed runs after {args.warmup} warm-up, models alternated run by '
           'run, one process per model (peak memory = its peak RSS on CPU, max allocated on '
           'CUDA), preprocessed image in, post-processed data sample out.')

@@ -214,7 +214,8 @@ class MaskDINOHead(BaseModule):
                 attn_mask = dn.attn_mask
         hidden_states, references = self.decoder(
             query=query, value=memory, key_padding_mask=None, self_attn_mask=attn_mask,
-            reference_points=ref_unsig.sigmoid(), spatial_shapes=spatial_shapes, level_shapes=shapes,
+            reference_points=ref_unsig.sigmoid(), spatial_shapes=spatial_shapes,
+            level_shapes=shapes,
             level_start_index=level_start_index, valid_ratios=valid_ratios,
             reg_branch=self.reg_branch)
         preds = self._predictions(query, hidden_states, references)

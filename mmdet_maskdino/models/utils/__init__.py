@@ -9,7 +9,8 @@ from .proposals import gen_encoder_output_proposals
 from .targets import SegTargets, build_targets, stuff_targets, targets_as_samples
 
 __all__ = ['BoxInitType', 'init_anchor_boxes', 'mask2box_bitmask', 'mask2box_tight',
-           'gen_encoder_output_proposals', 'flatten_levels', 'level_shapes', 'HeadOutputs', 'PredictionSets',
+           'gen_encoder_output_proposals', 'flatten_levels', 'level_shapes', 'HeadOutputs',
+           'PredictionSets',
            'mask_logits', 'split_dn_queries', 'matched_mask_logits', 'point_mask_logits',
            'sample_masks', 'bilinear_corners', 'sample_features', 'uncertain_points',
            'SegTargets', 'build_targets', 'stuff_targets', 'targets_as_samples', 'NonFiniteError',

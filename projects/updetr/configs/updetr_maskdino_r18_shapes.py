@@ -21,7 +21,7 @@ mask_weight = 5.0 if mask_supervision else 0.0
 model = dict(
     type='UPDETR',
     backbone=dict(frozen_stages=4, norm_eval=True,
-                  init_cfg=dict(type='Pretrained', checkpoint=backbone_checkpoint,
+                  init_cfg=dict(_delete_=True, type='Pretrained', checkpoint=backbone_checkpoint,
                                 prefix='backbone.')),
     panoptic_head=dict(
         type='UPDETRHead',

@@ -1,5 +1,7 @@
 """UP-DETR pretext for Mask DINO: patch sampling, group mask, reconstruction loss, overfitting,
 and pretraining-to-fine-tuning checkpoint loading."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -79,6 +81,7 @@ def _pretext_model(num_points=256):
     from mmdet.registry import MODELS
     init_default_scope('mmdet')
     cfg = get_repo_config('../' + PRETEXT_CONFIG)
+    cfg.model.backbone.init_cfg = None  # the pretrained backbone is an experiment's artefact
     cfg.model.train_cfg.num_points = num_points
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
@@ -236,3 +239,25 @@ def test_patch_metric_against_hand_made_predictions():
     assert right['AP'] == pytest.approx(1.0) and right['AP_own'] == pytest.approx(1.0)
     wrong = run([1, 0, 1, 0])
     assert wrong['AP'] == pytest.approx(1.0) and wrong['AP_own'] == pytest.approx(0.0)
+
+
+COCO128 = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'shared', 'data',
+                       'coco128')
+
+
+@pytest.mark.skipif(not os.path.isdir(COCO128), reason=f'{COCO128} not present (needs ../shared)')
+def test_pretext_pipeline_on_coco128_images_without_annotations():
+    """The folder dataset + the pretext's training pipeline on real COCO images (labels unread):
+    every sample has 10 patch boxes inside its (resized) image and 10 patches."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    cfg = get_repo_config('../' + PRETEXT_CONFIG)
+    ds = FolderImageDataset(data_root=COCO128, data_prefix=dict(img='train2017/'),
+                            pipeline=cfg.train_pipeline)
+    assert len(ds) == 100
+    for i in (0, 57):
+        sample = ds[i]['data_samples']
+        h, w = sample.metainfo['img_shape']
+        boxes = sample.gt_instances.bboxes.tensor
+        assert boxes.shape == (10, 4) and sample.query_patches.shape == (10, 3, 64, 64)
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()

@@ -30,7 +30,7 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 import mmdet_maskdino  # noqa: F401,E402
 from mmdet.registry import MODELS  # noqa: E402
-from mmdet_maskdino.benchmarks.learning import summarise_seeds  # noqa: E402
+from mmdet_maskdino.benchmarks.learning import shapes_run_options, summarise_seeds  # noqa: E402,E501
 from mmdet_maskdino.benchmarks.zoo import read_curve  # noqa: E402
 from projects.updetr.updetr import pretrained_transformer_state  # noqa: E402
 
@@ -62,17 +62,8 @@ def start_points(pretext_ckpt: str, seed: int, out_dir: str,
 
 def train_and_read(init: str, work_dir: str, num_train: int, seed: int,
                    args: argparse.Namespace) -> list:
-    ann = osp.join(args.data_root, 'annotations/instances_val.json')
-    options = [
-        f'load_from={init}', f'train_cfg.max_iters={args.iters}',
-        f'train_cfg.val_interval={args.val_interval}', f'param_scheduler.end={args.iters}',
-        f'param_scheduler.milestones=[{int(args.iters * 5 / 6)}]',
-        f'default_hooks.checkpoint.interval={args.iters}', f'randomness.seed={seed}',
-        f'train_dataloader.dataset.data_root={args.data_root}',
-        f'train_dataloader.dataset.indices={num_train}',
-        f'val_dataloader.dataset.data_root={args.data_root}', f'val_evaluator.ann_file={ann}',
-        f'test_dataloader.dataset.data_root={args.data_root}', f'test_evaluator.ann_file={ann}'
-    ]
+    options = [f'load_from={init}', f'train_dataloader.dataset.indices={num_train}',
+               *shapes_run_options(args.data_root, args.iters, args.val_interval, seed)]
     subprocess.run([sys.executable, 'tools/train.py', TARGET, '--work-dir', work_dir,
                     '--cfg-options', *options], check=True, stdout=subprocess.DEVNULL,
                    env=dict(os.environ, PYTHONWARNINGS='ignore'))
