@@ -15,7 +15,9 @@ backbone_checkpoint = 'work_dirs/updetr_backbone/iter_300.pth'
 num_patches = 10
 patch_size = 64  # UP-DETR: 128 on 800-pixel images; the demo images are 128x128
 image_size = (128, 128)
-mask_supervision = True  # the patch as a box-shaped mask target (Mask DINO's unified view)
+# the patch as a box-shaped mask target (Mask DINO's unified view). Edit here; from the command line
+# set the four weights instead (mask_weight is computed when this file is read; README)
+mask_supervision = True
 mask_weight = 5.0 if mask_supervision else 0.0
 
 model = dict(
