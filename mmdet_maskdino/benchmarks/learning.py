@@ -22,6 +22,22 @@ def shapes_run_options(data_root: str, iters: int, val_interval: int, seed: int)
     ]
 
 
+def train_curve(config: str, work_dir: str, options: Sequence[str], val_interval: int,
+                iters: int) -> List[CurvePoint]:
+    """Train ``config`` through ``tools/train.py`` with ``--cfg-options options`` (e.g.
+    :func:`shapes_run_options`) and return its ``(iter, box AP, mask AP)`` curve."""
+    import os
+    import subprocess
+    import sys
+
+    from .zoo import read_curve
+    subprocess.run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
+                    '--cfg-options', *options], check=True, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    return [(p['iter'], p['box AP'], p['mask AP'])
+            for p in read_curve(work_dir, val_interval, iters, last_run_only=True)]
+
+
 def summarise_seeds(curves: Dict[int, Sequence[CurvePoint]]) -> List[dict]:
     """Mean and sample standard deviation of box / mask AP per iteration over seeds.
 

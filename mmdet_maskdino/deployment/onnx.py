@@ -40,9 +40,7 @@ class MaskDINOExportModule(nn.Module):
         self.detector = detector
 
     def forward(self, inputs: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        feats = self.detector.extract_feat(inputs)
-        cls_logits, mask_logits, boxes = self.detector.panoptic_head.predict(feats, None)
-        return cls_logits, boxes, mask_logits
+        return self.detector(inputs, mode='tensor')  # (cls_logits, boxes, mask_logits)
 
 
 def export_onnx(detector: nn.Module, out_file: str, shape: Tuple[int, int] = (512, 512),

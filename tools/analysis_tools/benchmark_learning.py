@@ -15,14 +15,12 @@ minutes on a 2-core CPU. Example of a quick single-seed look::
 """
 import argparse
 import json
-import os
 import os.path as osp
 import subprocess
 import sys
 import time
 
-from mmdet_maskdino.benchmarks.learning import shapes_run_options, summarise_seeds
-from mmdet_maskdino.benchmarks.zoo import read_curve
+from mmdet_maskdino.benchmarks.learning import shapes_run_options, summarise_seeds, train_curve
 
 PAIR = {
     'Mask DINO': 'configs/demo/maskdino_r18_shapes.py',
@@ -33,11 +31,7 @@ PAIR = {
 def train_and_read(config: str, work_dir: str, args: argparse.Namespace, seed: int) -> list:
     """Train one config with one seed through ``tools/train.py``; return its AP curve."""
     options = shapes_run_options(args.data_root, args.iters, args.val_interval, seed)
-    subprocess.run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
-                    '--cfg-options', *options], check=True, stdout=subprocess.DEVNULL,
-                   env=dict(os.environ, PYTHONWARNINGS='ignore'))
-    return [(p['iter'], p['box AP'], p['mask AP']) for p in read_curve(
-        work_dir, args.val_interval, args.iters, last_run_only=True)]
+    return train_curve(config, work_dir, options, args.val_interval, args.iters)
 
 
 def main() -> None:

@@ -249,19 +249,18 @@ class MaskDINOHead(BaseModule):
         return InitialQueries(self.query_feat.weight[None].expand(bs, -1, -1),
                               self.query_embed.weight[None].expand(bs, -1, -1))
 
-    def _heads(self, queries: Tensor) -> Tuple[Tensor, Tensor]:
-        """Class logits and mask embeddings of queries (the decoder norm is applied first).
+    def _heads(self, queries: Tensor, boxes: Tensor) -> PredictionSets:
+        """Prediction sets of stacked queries: class logits and mask embeddings from the normed
+        queries (the decoder norm is applied first), with the given boxes.
 
         Args:
-            queries (Tensor): (..., nq, embed_dims).
-
-        Returns:
-            tuple: logits (..., nq, cls_out_channels) and mask embeddings (..., nq, mask_dims).
+            queries (Tensor): (num_sets, bs, nq, embed_dims).
+            boxes (Tensor): (num_sets, bs, nq, 4) sigmoided cxcywh.
         """
         normed = self.decoder.norm(queries)
-        return self.cls_branch(normed), self.mask_embed(normed)
+        return PredictionSets(self.cls_branch(normed), boxes, self.mask_embed(normed), normed)
 
-    def _select_queries(self, memory: Tensor, spatial_shapes: List[Tuple[int, int]],
+    def _select_queries(self, memory: Tensor, level_shapes: List[Tuple[int, int]],
                         mask_features: Tensor) -> Tuple[Tensor, Tensor, PredictionSets]:
         """Unified query selection + mask-enhanced anchor box initialisation.
 
@@ -269,16 +268,16 @@ class MaskDINOHead(BaseModule):
             tuple: content queries (bs, K, embed_dims) and unsigmoided anchors (bs, K, 4), both
             detached, and the interm prediction of the selected tokens (one set).
         """
-        output_memory, proposals = gen_encoder_output_proposals(memory, None, spatial_shapes)
+        output_memory, proposals = gen_encoder_output_proposals(memory, None, level_shapes)
         output_memory = self.memory_trans_norm(self.memory_trans_fc(output_memory))
         selected = select_queries(output_memory, proposals, self._foreground_logits,
                                   self.reg_branch, self.num_queries)
-        logits, embeds = self._heads(selected.content)
-        interm = PredictionSets(logits[None], selected.ref_unsig.sigmoid()[None], embeds[None])
+        interm = self._heads(selected.content[None], selected.ref_unsig.sigmoid()[None])
         ref_unsig = selected.ref_unsig.detach()
         if self.box_init != BoxInitType.NONE:
             with torch.no_grad():  # full-resolution interm masks: only for the anchors
-                ref_unsig = init_anchor_boxes(mask_logits(embeds, mask_features), self.box_init)
+                ref_unsig = init_anchor_boxes(mask_logits(interm.mask_embeds[0], mask_features),
+                                              self.box_init)
         return selected.content.detach(), ref_unsig, interm
 
     def _foreground_logits(self, tokens: Tensor) -> Tensor:
@@ -300,8 +299,7 @@ class MaskDINOHead(BaseModule):
         if self.initial_pred:
             states = torch.cat([query[None], hidden_states])
             boxes = torch.cat([references[:1], boxes])
-        normed = self.decoder.norm(states)
-        return PredictionSets(self.cls_branch(normed), boxes, self.mask_embed(normed), normed)
+        return self._heads(states, boxes)
 
     # ------------------------------------------------------------------ training
     def get_targets(self, batch_data_samples: SampleList) -> List[SegTargets]:
@@ -318,16 +316,17 @@ class MaskDINOHead(BaseModule):
         return self.criterion(self(x, dn), targets, dn)
 
     # ------------------------------------------------------------------ inference
-    def predict(self, x: Sequence[Tensor],
-                batch_data_samples: SampleList) -> Tuple[Tensor, Tensor, Tensor]:
-        """Last-layer predictions (the fusion head upsamples only the masks it keeps).
+    def predict(self, x: Sequence[Tensor], batch_data_samples: SampleList,
+                **query_inputs) -> Tuple[Tensor, Tensor, Tensor]:
+        """Last-layer predictions (the fusion head upsamples only the masks it keeps);
+        ``query_inputs`` go to :meth:`initial_queries`.
 
         Returns:
             tuple: ``cls_logits`` (bs, nq, cls_out_channels); ``mask_logits``
             (bs, nq, H_pad/4, W_pad/4);
             ``boxes`` (bs, nq, 4) sigmoided cxcywh normalised w.r.t. the padded batch.
         """
-        out = self(x)
+        out = self(x, **query_inputs)
         last = out.layers[-1]
         return (last.cls_logits[0], mask_logits(last.mask_embeds[0], out.mask_features),
                 last.boxes[0])

@@ -101,11 +101,11 @@ def _taps(num_padded: int, spatial_shapes: Tensor, padded_start: Tensor,
     row = torch.minimum(y0.clamp_(min=-PAD), h).int()
     padded_w = (spatial_shapes[:, 1] + 2 * PAD).view(levels, 1).int()
     # row of (b, level, row + PAD, col + PAD, head): ((b * num_padded + start + ...) * heads + head)
-    level_base = ((padded_start.view(levels, 1).int() + PAD * padded_w + PAD) * heads)
+    level_base = padded_start.view(levels, 1).int() + PAD * padded_w + PAD
     batch_head = (torch.arange(bs, device=x.device, dtype=torch.int32).view(bs, 1, 1, 1, 1) *
                   num_padded * heads +
                   torch.arange(heads, device=x.device, dtype=torch.int32).view(1, 1, heads, 1, 1))
-    first = (row.mul_(padded_w).add_(col).add_(level_base // heads)).mul_(heads).add_(batch_head)
+    first = row.mul_(padded_w).add_(col).add_(level_base).mul_(heads).add_(batch_head)
     offsets = [torch.zeros_like(padded_w), torch.full_like(padded_w, heads), padded_w * heads,
                (padded_w + 1) * heads]
     return _Taps(first, offsets, (1 - fx, fx), (1 - fy, fy), w, h)

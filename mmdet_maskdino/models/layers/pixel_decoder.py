@@ -138,10 +138,10 @@ class MaskDINOPixelDecoder(BaseModule):
         query, spatial_shapes, level_start_index = flatten_levels(srcs)
         query_pos = flatten_levels(pos)[0]
         valid_ratios = srcs[0].new_ones((bs, len(srcs), 2))
-        memory = self.encoder(query=query, query_pos=query_pos, key_padding_mask=None,
-                              spatial_shapes=spatial_shapes, level_shapes=level_shapes(srcs),
-                              level_start_index=level_start_index, valid_ratios=valid_ratios)
         shapes = level_shapes(srcs)
+        memory = self.encoder(query=query, query_pos=query_pos, key_padding_mask=None,
+                              spatial_shapes=spatial_shapes, level_shapes=shapes,
+                              level_start_index=level_start_index, valid_ratios=valid_ratios)
         outs = [
             m.transpose(1, 2).reshape(bs, -1, h, w)
             for m, (h, w) in zip(memory.split([h * w for h, w in shapes], 1), shapes)

@@ -95,13 +95,15 @@ class MaskDINOCriterion(BaseModule):
 
     # ------------------------------------------------------------------ loss_by_feat
     def forward(self, outputs: HeadOutputs, targets: List[SegTargets],
-                dn: Optional[DnQueries] = None) -> Dict[str, Tensor]:
+                dn: Optional[DnQueries] = None, **set_inputs) -> Dict[str, Tensor]:
         """Every loss of one batch (mmdet's ``loss_by_feat``).
 
         Args:
             outputs (HeadOutputs): The head's predictions.
             targets (list[SegTargets]): One per image.
             dn (DnQueries, optional): The denoising queries ``outputs.dn`` were made from.
+            **set_inputs: Passed to every :meth:`loss_by_feat_single` call (for subclasses with
+                losses of their own, e.g. UP-DETR's patch features).
 
         Returns:
             dict[str, Tensor]: Weighted losses (see the class docstring for the keys).
@@ -119,18 +121,18 @@ class MaskDINOCriterion(BaseModule):
         losses = {}
         for prefix, preds in zip(names, outputs.layers):
             indices = self.match(preds, features_hwc, targets)
-            losses.update(_prefixed(prefix, self.loss_by_feat_single(preds, features, targets,
-                                                                     indices, num_gt)))
+            losses.update(_prefixed(prefix, self.loss_by_feat_single(
+                preds, features, targets, indices, num_gt, **set_inputs)))
         if outputs.interm is not None:
             indices = self.match(outputs.interm, features_hwc, targets)
             losses.update(_prefixed('interm.', self.loss_by_feat_single(
-                outputs.interm, features, targets, indices, num_gt)))
+                outputs.interm, features, targets, indices, num_gt, **set_inputs)))
         if outputs.dn is not None:
             indices = dn.positive_indices([len(t) for t in targets])
             dn_norm = max(num_gt * dn.num_groups, 1.0)
             for prefix, preds in zip(names, outputs.dn):
                 losses.update(_prefixed('dn.' + prefix, self.loss_by_feat_single(
-                    preds, features, targets, indices, dn_norm)))
+                    preds, features, targets, indices, dn_norm, **set_inputs)))
         return losses
 
     @staticmethod

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 from typing import Optional
 
@@ -30,8 +29,8 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 import mmdet_maskdino  # noqa: F401,E402
 from mmdet.registry import MODELS  # noqa: E402
-from mmdet_maskdino.benchmarks.learning import shapes_run_options, summarise_seeds  # noqa: E402,E501
-from mmdet_maskdino.benchmarks.zoo import read_curve  # noqa: E402
+from mmdet_maskdino.benchmarks.learning import (shapes_run_options, summarise_seeds,  # noqa: E402
+                                                 train_curve)
 from projects.updetr.updetr import pretrained_transformer_state  # noqa: E402
 
 TARGET = 'configs/demo/maskdino_r18_shapes.py'
@@ -64,11 +63,7 @@ def train_and_read(init: str, work_dir: str, num_train: int, seed: int,
                    args: argparse.Namespace) -> list:
     options = [f'load_from={init}', f'train_dataloader.dataset.indices={num_train}',
                *shapes_run_options(args.data_root, args.iters, args.val_interval, seed)]
-    subprocess.run([sys.executable, 'tools/train.py', TARGET, '--work-dir', work_dir,
-                    '--cfg-options', *options], check=True, stdout=subprocess.DEVNULL,
-                   env=dict(os.environ, PYTHONWARNINGS='ignore'))
-    return [(p['iter'], p['box AP'], p['mask AP']) for p in read_curve(
-        work_dir, args.val_interval, args.iters, last_run_only=True)]
+    return train_curve(TARGET, work_dir, options, args.val_interval, args.iters)
 
 
 def main() -> None:

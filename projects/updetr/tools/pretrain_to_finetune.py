@@ -23,7 +23,6 @@ from mmengine.registry import init_default_scope  # noqa: E402
 
 import mmdet_maskdino  # noqa: F401,E402
 from mmdet.registry import MODELS  # noqa: E402
-from mmdet_maskdino.utils import register_mmengine_safe_globals  # noqa: E402,F401
 from projects.updetr.updetr import pretrained_transformer_state  # noqa: E402
 
 

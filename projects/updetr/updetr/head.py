@@ -9,8 +9,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet_maskdino.models import MaskDINOCriterion, MaskDINOHead
 from mmdet_maskdino.models.dense_heads.maskdino_head import InitialQueries
-from mmdet_maskdino.models.losses.maskdino_criterion import _prefixed
-from mmdet_maskdino.models.utils import HeadOutputs, SegTargets
+from mmdet_maskdino.models.utils import HeadOutputs, PredictionSets, SegTargets
 from .losses import feature_reconstruction_loss
 
 
@@ -95,16 +94,6 @@ class UPDETRHead(MaskDINOHead):
         outputs = self(x, patch_feats=patch_feats)
         return self.criterion(outputs, targets, None, patch_feats=patch_feats)
 
-    def predict(self, x: Sequence[Tensor], batch_data_samples: SampleList,
-                patch_feats: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
-        """Last layer: patch logits (bs, nq, 1), mask logits, boxes (see
-        :meth:`MaskDINOHead.predict`)."""
-        from mmdet_maskdino.models.utils import mask_logits
-        out = self(x, patch_feats=patch_feats)
-        last = out.layers[-1]
-        return (last.cls_logits[0], mask_logits(last.mask_embeds[0], out.mask_features),
-                last.boxes[0])
-
 
 @MODELS.register_module()
 class UPDETRCriterion(MaskDINOCriterion):
@@ -129,20 +118,22 @@ class UPDETRCriterion(MaskDINOCriterion):
 
     def forward(self, outputs: HeadOutputs, targets: List[SegTargets], dn=None,
                 patch_feats: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        """Mask DINO's losses of every set plus ``loss_rec`` (``d{i}.loss_rec`` per layer)."""
+        """Mask DINO's losses of every set plus ``loss_rec`` (``d{i}.loss_rec`` per layer).
+
+        Args:
+            patch_feats (Tensor): (bs, num_patches, patch_feat_dims) the reconstruction targets.
+        """
         if dn is not None or outputs.interm is not None:
             raise ValueError('the pretext has neither denoising nor query selection')
-        num_gt = self.num_gt(targets, outputs.layers.cls_logits)
-        features = outputs.mask_features
-        features_hwc = features.detach().float().permute(0, 2, 3, 1).contiguous()
-        names = [f'd{i}.' for i in range(len(outputs.layers) - 1)] + ['']
-        losses = {}
-        for prefix, preds in zip(names, outputs.layers):
-            indices = self.match(preds, features_hwc, targets)
-            single = self.loss_by_feat_single(preds, features, targets, indices, num_gt)
-            single['loss_rec'] = self.loss_rec_weight * self._reconstruction_loss(
-                preds.query_states[0], patch_feats, indices, num_gt)
-            losses.update(_prefixed(prefix, single))
+        return super().forward(outputs, targets, None, patch_feats=patch_feats)
+
+    def loss_by_feat_single(self, preds: PredictionSets, mask_features: Tensor,
+                            targets: List[SegTargets], indices: List[Tensor], num_gt: float,
+                            patch_feats: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Mask DINO's losses of one set and ``loss_rec`` of its matched queries."""
+        losses = super().loss_by_feat_single(preds, mask_features, targets, indices, num_gt)
+        losses['loss_rec'] = self.loss_rec_weight * self._reconstruction_loss(
+            preds.query_states[0], patch_feats, indices, num_gt)
         return losses
 
     def _reconstruction_loss(self, states: Tensor, patch_feats: Tensor, indices: List[Tensor],

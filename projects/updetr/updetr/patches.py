@@ -1,5 +1,5 @@
 """Random query patches (UP-DETR, Dai et al. CVPR 2021, sec. 3.1): sampling and packing."""
-from typing import Optional, Tuple
+from typing import Optional
 
 import mmcv
 import numpy as np
@@ -108,7 +108,3 @@ class PackPatchInputs(PackDetInputs):
         packed['data_samples'].query_patches = torch.from_numpy(results['query_patches'])
         return packed
 
-
-def patch_shape(patches: torch.Tensor) -> Tuple[int, int]:
-    """(num_patches, patch_size) of a (N, 3, P, P) tensor."""
-    return patches.size(0), patches.size(-1)
