@@ -45,11 +45,14 @@ class InitialQueries(NamedTuple):
             selection's selected tokens), or None.
         self_attn_mask (Tensor, optional): (nq, nq) bool, True where a matching query may not
             attend to another (e.g. UP-DETR's patch groups); None: no restriction.
+        aux (dict, optional): Tensors the query source wants its criterion to see (handed on as
+            :attr:`HeadOutputs.aux`; e.g. UP-DETR's patch-to-token scores), or None.
     """
     content: Tensor
     ref_unsig: Tensor
     interm: Optional[PredictionSets] = None
     self_attn_mask: Optional[Tensor] = None
+    aux: Optional[Dict[str, Tensor]] = None
 
 
 @MODELS.register_module()
@@ -200,8 +203,8 @@ class MaskDINOHead(BaseModule):
         shapes = level_shapes(ms_feats[::-1])
         bs = memory.size(0)
         valid_ratios = memory.new_ones((bs, len(ms_feats), 2))
-        query, ref_unsig, interm, attn_mask = self.initial_queries(memory, shapes, mask_features,
-                                                                   **query_inputs)
+        initial = self.initial_queries(memory, shapes, mask_features, **query_inputs)
+        query, ref_unsig, attn_mask = initial.content, initial.ref_unsig, initial.self_attn_mask
         if dn is not None:
             num_dn = dn.query.size(1)
             query = torch.cat([dn.query, query], 1)
@@ -220,9 +223,9 @@ class MaskDINOHead(BaseModule):
             reg_branch=self.reg_branch)
         preds = self._predictions(query, hidden_states, references)
         if dn is None:
-            return HeadOutputs(mask_features, preds, interm)
+            return HeadOutputs(mask_features, preds, initial.interm, aux=initial.aux)
         dn_preds, matching = split_dn_queries(preds, dn.num_queries)
-        return HeadOutputs(mask_features, matching, interm, dn_preds)
+        return HeadOutputs(mask_features, matching, initial.interm, dn_preds, initial.aux)
 
     def initial_queries(self, memory: Tensor, level_shapes: Sequence[Tuple[int, int]],
                         mask_features: Tensor, **query_inputs) -> InitialQueries:

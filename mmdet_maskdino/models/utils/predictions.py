@@ -5,7 +5,7 @@ pixel embedding (``mask_features``), so the criterion computes them only where i
 sampled points, or for matched queries), and inference only for the last layer.
 """
 from dataclasses import dataclass
-from typing import Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -69,11 +69,14 @@ class HeadOutputs:
             query selection); ``boxes`` are the regressed proposals before mask-enhanced init.
         dn (PredictionSets, optional): The denoising queries, one set per entry of ``layers``
             (training with denoising only).
+        aux (dict, optional): What the head's query source hands to its criterion
+            (:attr:`InitialQueries.aux`; None in Mask DINO).
     """
     mask_features: Tensor
     layers: PredictionSets
     interm: Optional[PredictionSets] = None
     dn: Optional[PredictionSets] = None
+    aux: Optional[Dict[str, Tensor]] = None
 
 
 def split_dn_queries(sets: PredictionSets,

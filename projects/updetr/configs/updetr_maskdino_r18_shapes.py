@@ -13,6 +13,7 @@ custom_imports = dict(imports=['mmdet_maskdino', 'projects.updetr.updetr'],
 
 backbone_checkpoint = 'work_dirs/updetr_backbone/iter_300.pth'
 num_patches = 10
+group_size = 3  # queries per patch group
 patch_size = 64  # UP-DETR: 128 on 800-pixel images; the demo images are 128x128
 image_size = (128, 128)
 # the patch as a box-shaped mask target (Mask DINO's unified view). Edit here; from the command line
@@ -28,7 +29,7 @@ model = dict(
     panoptic_head=dict(
         type='UPDETRHead',
         num_things_classes=1,
-        num_queries=num_patches * 3,  # 3 queries per patch group
+        num_queries=num_patches * group_size,
         num_patches=num_patches,
         patch_feat_dims=512,
         feature_drop=0.1,

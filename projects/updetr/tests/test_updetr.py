@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from mmdet_maskdino.testing import get_repo_config
+from projects.updetr.tests.pretext_helpers import (PRETEXT_CONFIG, pretext_batch, pretext_model,
+                                                  shapes_image)
 from projects.updetr.updetr import (FolderImageDataset, feature_reconstruction_loss,
                                     group_attention_mask, pretrained_transformer_state,
                                     sample_patch_boxes)
 
-PRETEXT_CONFIG = 'projects/updetr/configs/updetr_maskdino_r18_shapes.py'
 
 
 # ---------------------------------------------------------------- patch sampling
@@ -75,53 +76,14 @@ def test_reconstruction_loss_on_hand_made_vectors():
 
 
 # ---------------------------------------------------------------- model
-def _pretext_model(num_points=256):
-    from mmengine.registry import init_default_scope
-
-    from mmdet.registry import MODELS
-    init_default_scope('mmdet')
-    cfg = get_repo_config('../' + PRETEXT_CONFIG)
-    cfg.model.backbone.init_cfg = None  # the pretrained backbone is an experiment's artefact
-    cfg.model.train_cfg.num_points = num_points
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return cfg, model
-
-
-def _pretext_batch(model, cfg, image, img_id=0):
-    from mmcv.transforms import Compose
-
-    from mmdet.registry import TRANSFORMS
-    steps = [s for s in cfg.train_pipeline if s['type'] not in ('LoadImageFromFile', 'RandomFlip')]
-    for s in steps:
-        if s['type'] == 'SampleQueryPatches':
-            s.update(seed=0, flip_prob=0.0)
-    pipeline = Compose([TRANSFORMS.build(s) for s in steps])
-    h, w = image.shape[:2]
-    data = pipeline(dict(img=image, img_id=img_id, img_shape=(h, w), ori_shape=(h, w),
-                         img_path=f'{img_id}.png'))
-    return model.data_preprocessor(dict(inputs=[data['inputs']],
-                                        data_samples=[data['data_samples']]), True)
-
-
-def _shapes_image(size=128, seed=0):
-    rng = np.random.default_rng(seed)
-    img = np.full((size, size, 3), 40, np.float32) + rng.uniform(0, 20, (size, size, 3))
-    for _ in range(6):
-        y, x = rng.integers(0, size - 30, 2)
-        img[y:y + rng.integers(10, 30), x:x + rng.integers(10, 30)] = rng.uniform(60, 255, 3)
-    return img.astype(np.float32)
-
-
 def test_pretext_overfits_one_image_and_finds_its_patches():
     """120 AdamW steps on one image with fixed patches: the total loss falls >= 4x, and every
     patch is found (its best query's IoU, averaged over the patches, > 0.5; the initial anchors
     give far less)."""
     from mmdet.structures.bbox import bbox_overlaps
-    cfg, model = _pretext_model()
+    cfg, model = pretext_model()
     model.panoptic_head.feature_drop = 0.0
-    batch = _pretext_batch(model, cfg, _shapes_image())
+    batch = pretext_batch(model, cfg, shapes_image())
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     model.train()
     first = None
@@ -148,8 +110,8 @@ def test_pretext_overfits_one_image_and_finds_its_patches():
 
 
 def test_backbone_is_frozen_and_gets_no_gradient():
-    cfg, model = _pretext_model()
-    batch = _pretext_batch(model, cfg, _shapes_image())
+    cfg, model = pretext_model()
+    batch = pretext_batch(model, cfg, shapes_image())
     model.train()
     assert not model.backbone.training
     sum(model(**batch, mode='loss').values()).backward()
@@ -160,6 +122,7 @@ def test_backbone_is_frozen_and_gets_no_gradient():
 # ---------------------------------------------------------------- pretrain -> fine-tune
 @pytest.mark.parametrize('pretext_config,target_config', [
     ('updetr_maskdino_r18_shapes.py', 'demo/maskdino_r18_shapes.py'),
+    ('updetr_selection_maskdino_r18_shapes.py', 'demo/maskdino_r18_shapes.py'),
     ('updetr_maskdino_r50_coco.py', 'maskdino_r50.py'),
 ])
 def test_pretext_checkpoint_loads_into_finetuning_configs(pretext_config, target_config):
@@ -185,7 +148,11 @@ def test_pretext_checkpoint_loads_into_finetuning_configs(pretext_config, target
     assert any(k.startswith('panoptic_head.decoder.layers.') for k in report.transferred)
     assert 'panoptic_head.cls_branch.weight' in report.shape_mismatch  # 1 patch class vs C
     assert 'panoptic_head.patch_proj.weight' in report.pretext_only
-    assert 'panoptic_head.memory_trans_fc.weight' in report.missing
+    if 'selection' in pretext_config:  # patch-conditioned selection trains query selection's
+        assert 'panoptic_head.memory_trans_fc.weight' in report.transferred  # token projection
+        assert 'panoptic_head.patch_key.weight' in report.pretext_only
+    else:
+        assert 'panoptic_head.memory_trans_fc.weight' in report.missing
     assert all(k.startswith('backbone.') for k in report.skipped) and report.skipped
     target.load_state_dict(state, strict=True)
     for key in report.transferred:

@@ -4,9 +4,10 @@ from typing import Dict, List, Tuple
 
 from torch import Tensor, nn
 
-#: pretext-only modules: the patch projection, the learnable patch queries / anchors, the
-#: reconstruction MLP (their absence in the target model is expected)
-PRETEXT_ONLY = ('panoptic_head.patch_proj.', 'panoptic_head.query_feat.',
+#: pretext-only modules: the patch projection (and the patch-to-token key of patch-conditioned
+#: selection), the learnable patch queries / anchors, the reconstruction MLP (their absence in the
+#: target model is expected)
+PRETEXT_ONLY = ('panoptic_head.patch_proj.', 'panoptic_head.patch_key.', 'panoptic_head.query_feat.',
                 'panoptic_head.query_embed.', 'panoptic_head.criterion.reconstruction.')
 #: not transferred by design: the backbone (frozen in the pretext; the fine-tuning run brings its
 #: own, e.g. ImageNet weights through ``init_cfg``)

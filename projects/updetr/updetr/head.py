@@ -9,8 +9,10 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet_maskdino.models import MaskDINOCriterion, MaskDINOHead
 from mmdet_maskdino.models.dense_heads.maskdino_head import InitialQueries
-from mmdet_maskdino.models.utils import HeadOutputs, PredictionSets, SegTargets
+from mmdet_maskdino.models.utils import (HeadOutputs, PredictionSets, SegTargets,
+                                         gen_encoder_output_proposals)
 from .losses import feature_reconstruction_loss
+from .selection import patch_token_logits, patch_token_positives, token_retrieval_loss
 
 
 def group_attention_mask(num_groups: int, group_size: int,
@@ -52,9 +54,13 @@ class UPDETRHead(MaskDINOHead):
             set here).
     """
 
+    #: the base head's ``two_stage`` (query selection's ``memory_trans_*`` layers, or learnable
+    #: ``query_feat`` / ``query_embed``)
+    selects_tokens = False
+
     def __init__(self, *, num_patches: int = 10, patch_feat_dims: int = 2048,
                  feature_drop: float = 0.1, **kwargs) -> None:
-        kwargs.update(two_stage=False, box_init='no')
+        kwargs.update(two_stage=self.selects_tokens, box_init='no')
         super().__init__(**kwargs)
         if self.num_queries % num_patches:
             raise ValueError(f'num_queries ({self.num_queries}) must be a multiple of '
@@ -72,20 +78,32 @@ class UPDETRHead(MaskDINOHead):
         Args:
             patch_feats (Tensor): (bs, num_patches, patch_feat_dims) pooled patch features.
         """
+        patches = self.project_patches(patch_feats, memory.size(0))
+        content = self.query_feat.weight[None] + self.group_content(patches)
+        anchors = self.query_embed.weight[None].expand(memory.size(0), -1, -1)
+        return InitialQueries(content, anchors, None, self.group_mask(memory.device))
+
+    def project_patches(self, patch_feats: Optional[Tensor], bs: int) -> Tensor:
+        """(bs, num_patches, embed_dims) projected patch features (shapes checked)."""
         if patch_feats is None:
             raise ValueError('UPDETRHead needs patch_feats (the query patches\' features)')
-        bs = memory.size(0)
         if patch_feats.shape[:2] != (bs, self.num_patches):
             raise ValueError(f'patch_feats {tuple(patch_feats.shape)}: expected ({bs}, '
                              f'{self.num_patches}, D)')
-        added = self.patch_proj(patch_feats).repeat_interleave(self.group_size, 1)
+        return self.patch_proj(patch_feats)
+
+    def group_content(self, patches: Tensor) -> Tensor:
+        """(bs, num_queries, embed_dims): patch ``k``'s feature on every query of group ``k``,
+        zeroed per query with probability ``feature_drop`` in training."""
+        added = patches.repeat_interleave(self.group_size, 1)
         if self.training and self.feature_drop > 0:
-            keep = torch.rand(bs, self.num_queries, 1, device=added.device) >= self.feature_drop
+            keep = torch.rand(*added.shape[:2], 1, device=added.device) >= self.feature_drop
             added = added * keep
-        content = self.query_feat.weight[None] + added
-        anchors = self.query_embed.weight[None].expand(bs, -1, -1)
-        mask = group_attention_mask(self.num_patches, self.group_size, memory.device)
-        return InitialQueries(content, anchors, None, mask)
+        return added
+
+    def group_mask(self, device: torch.device) -> Tensor:
+        """The self-attention mask of the query groups (:func:`group_attention_mask`)."""
+        return group_attention_mask(self.num_patches, self.group_size, device)
 
     def loss(self, x: Sequence[Tensor], batch_data_samples: SampleList,
              patch_feats: Optional[Tensor] = None) -> Dict[str, Tensor]:
@@ -93,6 +111,65 @@ class UPDETRHead(MaskDINOHead):
         targets = self.get_targets(batch_data_samples)
         outputs = self(x, patch_feats=patch_feats)
         return self.criterion(outputs, targets, None, patch_feats=patch_feats)
+
+
+@MODELS.register_module()
+class UPDETRSelectionHead(UPDETRHead):
+    """UP-DETR's patch queries with anchors from *patch-conditioned query selection*.
+
+    With learnable anchors (:class:`UPDETRHead`, UP-DETR's DETR setting) a group's queries start at
+    the same boxes in every image, and Mask DINO's deformable cross-attention only samples around
+    them, so a group cannot search the image for its patch. Here, as in Mask DINO's own query
+    selection, the anchors come from the encoder: every token (``output_memory``, with its
+    proposal) is scored against each patch (:func:`patch_token_logits`, the projected patch
+    feature through ``patch_key``), and group ``k`` starts from patch ``k``'s top
+    ``group_size`` tokens: their proposals refined by the box head (detached, as in Mask DINO),
+    content = the token (detached) + the patch feature (with ``feature_drop``). The selected
+    tokens are also an ``interm`` prediction set (supervised like Mask DINO's), and the scores
+    go to the criterion as ``aux`` for :class:`UPDETRCriterion`'s token retrieval loss.
+    Query selection's ``memory_trans_*`` layers are trained here, so they transfer too.
+
+    Args:
+        **kwargs: :class:`UPDETRHead` arguments.
+    """
+    selects_tokens = True
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.patch_key = nn.Linear(self.embed_dims, self.embed_dims)
+
+    def initial_queries(self, memory: Tensor, level_shapes: Sequence[Tuple[int, int]],
+                        mask_features: Tensor, patch_feats: Optional[Tensor] = None,
+                        **kwargs) -> InitialQueries:
+        """Each patch's top tokens as its group's queries (group-major order).
+
+        Args:
+            patch_feats (Tensor): (bs, num_patches, patch_feat_dims) pooled patch features.
+
+        Returns:
+            InitialQueries: with ``aux``: ``token_logits`` (bs, num_patches, num_tokens),
+            ``token_centres`` (bs, num_tokens, 2) normalised proposal centres, ``token_valid``
+            (bs, num_tokens) bool.
+        """
+        patches = self.project_patches(patch_feats, memory.size(0))
+        output_memory, proposals = gen_encoder_output_proposals(memory, None, level_shapes)
+        output_memory = self.memory_trans_norm(self.memory_trans_fc(output_memory))
+        valid = torch.isfinite(proposals).all(-1)
+        logits = patch_token_logits(output_memory, self.patch_key(patches), valid)
+        index = logits.topk(self.group_size, -1)[1].flatten(1)  # (bs, num_queries)
+        tokens = _gather_rows(output_memory, index)
+        ref_unsig = self.reg_branch(tokens) + _gather_rows(proposals, index)
+        interm = self._heads(tokens[None], ref_unsig.sigmoid()[None])
+        content = tokens.detach() + self.group_content(patches)
+        aux = dict(token_logits=logits, token_centres=proposals[..., :2].sigmoid(),
+                   token_valid=valid)
+        return InitialQueries(content, ref_unsig.detach(), interm,
+                              self.group_mask(memory.device), aux)
+
+
+def _gather_rows(values: Tensor, index: Tensor) -> Tensor:
+    """``values[b, index[b]]``: (bs, n, C) from (bs, T, C) and (bs, n)."""
+    return torch.gather(values, 1, index.unsqueeze(-1).expand(-1, -1, values.size(-1)))
 
 
 @MODELS.register_module()
@@ -107,25 +184,42 @@ class UPDETRCriterion(MaskDINOCriterion):
         patch_feat_dims (int): Size of the patch features.
         embed_dims (int): Size of the decoder's queries.
         loss_rec_weight (float): Weight of the reconstruction loss (UP-DETR: 1).
+        loss_token_weight (float): Weight of the token retrieval loss (``loss_token``) of
+            :class:`UPDETRSelectionHead`'s patch-to-token scores.
         **kwargs: :class:`MaskDINOCriterion` arguments.
     """
 
     def __init__(self, *, patch_feat_dims: int = 2048, embed_dims: int = 256,
-                 loss_rec_weight: float = 1.0, **kwargs) -> None:
+                 loss_rec_weight: float = 1.0, loss_token_weight: float = 1.0,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.reconstruction = MLP(embed_dims, embed_dims, patch_feat_dims, 2)
         self.loss_rec_weight = loss_rec_weight
+        self.loss_token_weight = loss_token_weight
 
     def forward(self, outputs: HeadOutputs, targets: List[SegTargets], dn=None,
                 patch_feats: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        """Mask DINO's losses of every set plus ``loss_rec`` (``d{i}.loss_rec`` per layer).
+        """Mask DINO's losses of every set plus ``loss_rec`` (``d{i}.loss_rec`` per layer,
+        ``interm.loss_rec`` for selected tokens), and ``loss_token`` when the head selected its
+        tokens by patch (``outputs.aux``).
 
         Args:
             patch_feats (Tensor): (bs, num_patches, patch_feat_dims) the reconstruction targets.
         """
-        if dn is not None or outputs.interm is not None:
-            raise ValueError('the pretext has neither denoising nor query selection')
-        return super().forward(outputs, targets, None, patch_feats=patch_feats)
+        if dn is not None:
+            raise ValueError('the pretext has no denoising queries')
+        losses = super().forward(outputs, targets, None, patch_feats=patch_feats)
+        if outputs.aux is not None:
+            losses['loss_token'] = self.loss_token_weight * self._token_loss(outputs.aux, targets)
+        return losses
+
+    def _token_loss(self, aux: Dict[str, Tensor], targets: List[SegTargets]) -> Tensor:
+        positives = [
+            patch_token_positives(centres, valid, t.norm_cxcywh)
+            for centres, valid, t in zip(aux['token_centres'], aux['token_valid'], targets)
+        ]
+        return token_retrieval_loss(aux['token_logits'], positives,
+                                    self.num_gt(targets, aux['token_logits']))
 
     def loss_by_feat_single(self, preds: PredictionSets, mask_features: Tensor,
                             targets: List[SegTargets], indices: List[Tensor], num_gt: float,
