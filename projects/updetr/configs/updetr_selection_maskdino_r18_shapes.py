@@ -16,3 +16,9 @@ model = dict(
         dict(type='IoUCost', iou_mode='giou', weight=2.0),
         dict(type='QueryGroupCost', group_size={{_base_.group_size}}, weight=1000.0)
     ])))
+
+# 3000 iterations (the README's run; patch AP every 500)
+max_iters = 3000
+param_scheduler = dict(end=max_iters, milestones=[2400])
+train_cfg = dict(max_iters=max_iters, val_interval=500)
+default_hooks = dict(checkpoint=dict(interval=1000, max_keep_ckpts=3))

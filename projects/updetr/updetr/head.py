@@ -50,8 +50,8 @@ class UPDETRHead(MaskDINOHead):
         patch_feat_dims (int): Channels of the frozen backbone's last stage (512 for ResNet-18,
             2048 for ResNet-50).
         feature_drop (float): Probability of zeroing a query's patch feature in training.
-        **kwargs: :class:`MaskDINOHead` arguments (``two_stage=False``, ``box_init='no'`` are
-            set here).
+        **kwargs: :class:`MaskDINOHead` arguments (``two_stage`` = :attr:`selects_tokens` and
+            ``box_init='no'`` are set here).
     """
 
     #: the base head's ``two_stage`` (query selection's ``memory_trans_*`` layers, or learnable
