@@ -39,7 +39,10 @@ def select_queries(output_memory: Tensor, proposals: Tensor, cls_branch: nn.Modu
     k = min(num_queries, output_memory.size(1))
     index = torch.topk(enc_logits.max(-1)[0], k, dim=1)[1]
     enc_boxes = reg_branch(output_memory) + proposals
-    ref_unsig = torch.gather(enc_boxes, 1, index.unsqueeze(-1).expand(-1, -1, 4))
-    content = torch.gather(output_memory, 1,
-                           index.unsqueeze(-1).expand(-1, -1, output_memory.size(-1)))
-    return SelectedQueries(content, ref_unsig, index, enc_logits)
+    return SelectedQueries(gather_tokens(output_memory, index), gather_tokens(enc_boxes, index),
+                           index, enc_logits)
+
+
+def gather_tokens(values: Tensor, index: Tensor) -> Tensor:
+    """``values[b, index[b]]`` for every image: (bs, n, C) from (bs, num_tokens, C) and (bs, n)."""
+    return torch.gather(values, 1, index.unsqueeze(-1).expand(-1, -1, values.size(-1)))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.structures import InstanceData
 
-from projects.updetr.updetr import (patch_token_logits, patch_token_positives,
+from projects.updetr.updetr import (own_group_ious, patch_token_logits, patch_token_positives,
                                     token_retrieval_loss)
 from projects.updetr.tests.pretext_helpers import pretext_batch, pretext_model, shapes_image
 
@@ -129,7 +129,6 @@ def test_selection_head_starts_each_group_at_its_patch_top_tokens():
 def _own_group_ious(model, batch, shift=0):
     """Per patch ``k``: the best IoU of group ``k``'s boxes with patch ``k`` and with patch
     ``k + shift``, when group ``k`` is given patch ``k + shift``'s pixels."""
-    from mmdet.structures.bbox import bbox_overlaps
     sample = batch['data_samples'][0]
     patches = sample.query_patches
     sample.query_patches = patches.roll(-shift, 0)
@@ -139,11 +138,8 @@ def _own_group_ious(model, batch, shift=0):
     sample.query_patches = patches
     gt = pred.gt_instances.bboxes
     gt = getattr(gt, 'tensor', gt)
-    ious = bbox_overlaps(pred.pred_instances.bboxes, gt)
-    group, n = pred.pred_instances.patch_index, len(gt)
-    given = torch.stack([ious[group == k, (k + shift) % n].max() for k in range(n)])
-    old = torch.stack([ious[group == k, k].max() for k in range(n)])
-    return given, old
+    boxes, group = pred.pred_instances.bboxes, pred.pred_instances.patch_index
+    return own_group_ious(boxes, group, gt, shift), own_group_ious(boxes, group, gt)
 
 
 @pytest.mark.slow

@@ -31,20 +31,9 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..')
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps  # noqa: E402
-
-
-def own_group_ious(boxes: Tensor, gt: Tensor, group_size: int, shift: int = 0) -> Tensor:
-    """(num_patches,) best IoU of group ``k``'s boxes with patch ``(k + shift) % n``.
-
-    Args:
-        boxes (Tensor): (num_queries, 4) xyxy, groups consecutive.
-        gt (Tensor): (num_patches, 4) xyxy patch boxes.
-    """
-    ious = bbox_overlaps(boxes, gt)
-    n = len(gt)
-    return torch.stack([ious[k * group_size:(k + 1) * group_size, (k + shift) % n].max()
-                        for k in range(n)])
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh  # noqa: E402
+from projects.updetr.updetr import own_group_ious  # noqa: E402
+from projects.updetr.updetr.selection import centres_inside  # noqa: E402
 
 
 def diagnose(model, dataloader) -> Dict[str, Tensor]:
@@ -82,20 +71,19 @@ def _accumulate(stats, out, initial, samples, group_size: int, rolled: bool) -> 
         scale = torch.tensor([w, h, w, h], dtype=torch.float32)
         gt = sample.gt_instances.bboxes
         gt = getattr(gt, 'tensor', gt).float()
+        group = torch.arange(out.layers.boxes.size(2)) // group_size
         last = bbox_cxcywh_to_xyxy(out.layers.boxes[-1, b]) * scale
         if rolled:
-            stats['given'].append(own_group_ious(last, gt, group_size, shift=1))
-            stats['old'].append(own_group_ious(last, gt, group_size))
+            stats['given'].append(own_group_ious(last, group, gt, shift=1))
+            stats['old'].append(own_group_ious(last, group, gt))
             continue
         stats['sets'].append(torch.stack([
-            own_group_ious(bbox_cxcywh_to_xyxy(boxes[b]) * scale, gt, group_size)
+            own_group_ious(bbox_cxcywh_to_xyxy(boxes[b]) * scale, group, gt)
             for boxes in out.layers.boxes]))
         if initial.aux is not None:
             aux = initial.aux
             centres, valid = aux['token_centres'][b], aux['token_valid'][b]
-            patches = torch.cat([(gt[:, :2] + gt[:, 2:]) / 2, gt[:, 2:] - gt[:, :2]], 1) / scale
-            exact = ((centres[None] - patches[:, None, :2]).abs() <
-                     patches[:, None, 2:] / 2).all(-1) & valid[None]
+            exact = centres_inside(centres, valid, bbox_xyxy_to_cxcywh(gt / scale))
             top = aux['token_logits'][b].argmax(-1)
             stats['top1'].append(exact.gather(1, top[:, None])[:, 0].float())
             stats['chance'].append(exact.float().sum(1) / valid.float().sum())

@@ -9,6 +9,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet_maskdino.models import MaskDINOCriterion, MaskDINOHead
 from mmdet_maskdino.models.dense_heads.maskdino_head import InitialQueries
+from mmdet_maskdino.models.layers.query_selection import gather_tokens
 from mmdet_maskdino.models.utils import (HeadOutputs, PredictionSets, SegTargets,
                                          gen_encoder_output_proposals)
 from .losses import feature_reconstruction_loss
@@ -157,19 +158,14 @@ class UPDETRSelectionHead(UPDETRHead):
         valid = torch.isfinite(proposals).all(-1)
         logits = patch_token_logits(output_memory, self.patch_key(patches), valid)
         index = logits.topk(self.group_size, -1)[1].flatten(1)  # (bs, num_queries)
-        tokens = _gather_rows(output_memory, index)
-        ref_unsig = self.reg_branch(tokens) + _gather_rows(proposals, index)
+        tokens = gather_tokens(output_memory, index)
+        ref_unsig = self.reg_branch(tokens) + gather_tokens(proposals, index)
         interm = self._heads(tokens[None], ref_unsig.sigmoid()[None])
         content = tokens.detach() + self.group_content(patches)
         aux = dict(token_logits=logits, token_centres=proposals[..., :2].sigmoid(),
                    token_valid=valid)
         return InitialQueries(content, ref_unsig.detach(), interm,
                               self.group_mask(memory.device), aux)
-
-
-def _gather_rows(values: Tensor, index: Tensor) -> Tensor:
-    """``values[b, index[b]]``: (bs, n, C) from (bs, T, C) and (bs, n)."""
-    return torch.gather(values, 1, index.unsqueeze(-1).expand(-1, -1, values.size(-1)))
 
 
 @MODELS.register_module()

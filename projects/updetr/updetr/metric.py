@@ -2,11 +2,13 @@
 from typing import List, Sequence
 
 import numpy as np
+import torch
 from mmengine.evaluator import BaseMetric
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mmdet.registry import METRICS
+from mmdet.structures.bbox import bbox_overlaps
 
 
 @METRICS.register_module()
@@ -73,3 +75,22 @@ def _ann(ann_id: int, image_id: int, xyxy, score: float) -> dict:
     x0, y0, x1, y1 = (float(v) for v in xyxy)
     return dict(id=ann_id, image_id=image_id, category_id=1, bbox=[x0, y0, x1 - x0, y1 - y0],
                 area=(x1 - x0) * (y1 - y0), iscrowd=0, score=score)
+
+
+def own_group_ious(boxes: torch.Tensor, group: torch.Tensor, patches: torch.Tensor,
+                   shift: int = 0) -> torch.Tensor:
+    """Best IoU of group ``k``'s boxes with patch ``(k + shift) % num_patches``, for every ``k``.
+
+    Args:
+        boxes (Tensor): (num_queries, 4) xyxy predicted boxes.
+        group (Tensor): (num_queries,) the group (patch index) of every query.
+        patches (Tensor): (num_patches, 4) xyxy patch boxes.
+        shift (int): 0: each group with its own patch.
+
+    Returns:
+        Tensor: (num_patches,) IoUs.
+    """
+    ious = bbox_overlaps(boxes, patches)
+    n = len(patches)
+    return torch.stack([ious[group == k, (k + shift) % n].max() for k in range(n)])
+

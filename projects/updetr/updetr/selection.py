@@ -28,6 +28,13 @@ def patch_token_logits(tokens: Tensor, patch_keys: Tensor, valid: Tensor) -> Ten
     return logits.masked_fill(~valid[:, None], float('-inf'))
 
 
+def centres_inside(centres: Tensor, valid: Tensor, patch_boxes: Tensor) -> Tensor:
+    """(num_patches, num_tokens) bool: the valid tokens whose proposal centre lies strictly inside
+    each patch box (arguments as :func:`patch_token_positives`)."""
+    offset = (centres[None] - patch_boxes[:, None, :2]).abs()
+    return (offset < patch_boxes[:, None, 2:] / 2).all(-1) & valid[None]
+
+
 def patch_token_positives(centres: Tensor, valid: Tensor, patch_boxes: Tensor) -> Tensor:
     """Tokens that belong to each patch: proposal centre inside the patch box, or, for a patch
     that contains no valid centre (a small patch between grid cells), the valid token whose
@@ -42,9 +49,9 @@ def patch_token_positives(centres: Tensor, valid: Tensor, patch_boxes: Tensor) -
         Tensor: (num_patches, num_tokens) bool, at least one True per patch (when any token is
         valid).
     """
-    offset = (centres[None] - patch_boxes[:, None, :2]).abs()  # (num_patches, num_tokens, 2)
-    inside = (offset < patch_boxes[:, None, 2:] / 2).all(-1) & valid[None]
-    distance = offset.pow(2).sum(-1).masked_fill(~valid[None], float('inf'))
+    inside = centres_inside(centres, valid, patch_boxes)
+    distance = (centres[None] - patch_boxes[:, None, :2]).pow(2).sum(-1)
+    distance = distance.masked_fill(~valid[None], float('inf'))
     nearest = torch.zeros_like(inside).scatter_(1, distance.argmin(1, keepdim=True), True)
     return torch.where(inside.any(1, keepdim=True), inside, nearest & valid[None])
 
