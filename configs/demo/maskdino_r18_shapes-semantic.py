@@ -28,7 +28,7 @@ model = dict(
         assigner=dict(match_costs=[
             dict(type='ClassificationCost', weight=4.0),
             dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-            dict(type='IoUCost', iou_mode='giou', weight=2.0),
+            dict(type='MaskDINOGIoUCost', weight=2.0),
             dict(type='PointMaskBCECost', weight=5.0),  # = CrossEntropyLossCost(use_sigmoid)
             dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0)
         ])),

@@ -81,7 +81,7 @@ model = dict(
                              ffn_drop=0.0, act_cfg=dict(type='ReLU', inplace=True)))),
         loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=4.0),
         loss_bbox=dict(type='L1Loss', loss_weight=5.0),
-        loss_iou=dict(type='GIoULoss', loss_weight=2.0),
+        loss_iou=dict(type='MaskDINOGIoULoss', loss_weight=2.0),
         loss_mask=dict(type='CrossEntropyLoss', use_sigmoid=True, reduction='mean',
                        loss_weight=5.0),
         loss_dice=dict(type='DiceLoss', use_sigmoid=True, activate=True, reduction='mean',
@@ -102,7 +102,7 @@ model = dict(
                 dict(type='FocalLossCost', weight=4.0, alpha=0.25, gamma=2.0,
                      eps=1e-8),  # 1e-12 in mmdet, 1e-8 upstream
                 dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-                dict(type='IoUCost', iou_mode='giou', weight=2.0),
+                dict(type='MaskDINOGIoUCost', weight=2.0),
                 dict(type='PointMaskBCECost', weight=5.0),  # = CrossEntropyLossCost(use_sigmoid)
                 dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0)
             ])),
@@ -139,15 +139,18 @@ train_dataloader = dict(
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# optimizer: AdamW, backbone lr x0.1, no weight decay on norms and embeddings, full-model clip 0.01
+# optimizer (upstream's build_optimizer): AdamW, backbone lr x0.1, no weight decay on norm layers and
+# nn.Embedding (the DN label embedding); everything else, level_embed included (a plain Parameter),
+# decays 0.05; full-model clip 0.01
 embed_multi = dict(lr_mult=1.0, decay_mult=0.0)
 optim_wrapper = dict(
-    type='AmpOptimWrapper',  # deformable attention stays fp32 inside (Fp32MultiScaleDeformableAttention)
+    # mixed precision as upstream: fp16 autocast + loss scaling on a GPU (MMEngine's AmpOptimWrapper),
+    # bf16 autocast on a CPU; the pixel decoder and every decoder layer compute in fp32 inside
+    type='CPUCapableAmpOptimWrapper',
     optimizer=dict(type='AdamW', lr=0.0001, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     paramwise_cfg=dict(
         custom_keys={
             'backbone': dict(lr_mult=0.1, decay_mult=1.0),
-            'level_embed': embed_multi,
             'label_embedding': embed_multi,
         },
         norm_decay_mult=0.0),

@@ -25,13 +25,14 @@ def model():
 
 
 # ---------------------------------------------------------------- hybrid matching vs scipy
-def _giou(a, b):
+def _giou(a, b, eps=1e-6):
+    """Upstream's GIoU of two normalised xyxy boxes (eps added to the denominators)."""
     lt, rb = np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])
     inter = np.prod(np.clip(rb - lt, 0, None))
     area = lambda x: (x[2] - x[0]) * (x[3] - x[1])  # noqa: E731
     union = area(a) + area(b) - inter
     hull = np.prod(np.maximum(a[2:], b[2:]) - np.minimum(a[:2], b[:2]))
-    return inter / union - (hull - union) / hull
+    return inter / (union + eps) - (hull - union) / (hull + eps)
 
 
 def test_hybrid_matching_equals_scipy_on_hand_computed_costs(model):
@@ -73,7 +74,7 @@ def test_hybrid_matching_equals_scipy_on_hand_computed_costs(model):
             focal = 0.25 * (1 - pc)**2 * -np.log(pc + 1e-8) - \
                 0.75 * pc**2 * -np.log(1 - pc + 1e-8)
             l1 = np.abs(boxes[i].numpy() - gt_cxcywh[j]).sum()
-            giou = _giou(pred_xyxy[i], gt_boxes[j].numpy())
+            giou = _giou(pred_xyxy[i] / scale, gt_n[j])
             bce = np.mean(np.logaddexp(0, pts_pred[i]) - pts_pred[i] * pts_gt[j])
             dice = 1 - (2 * (sig[i] * pts_gt[j]).sum() + 1) / (sig[i].sum() + pts_gt[j].sum() + 1)
             cost[i, j] = 4 * focal + 5 * l1 - 2 * giou + 5 * bce + 5 * dice

@@ -84,9 +84,9 @@ class MaskDINOHead(BaseModule):
             one-stage semantic model: learnable content queries ``query_feat`` and learnable
             unsigmoided anchors ``query_embed``, no interm output, ``box_init='no'``.
         cls_prior_prob (float, optional): Initial sigmoid probability of the class head's bias
-            (focal-loss models; DINO/RetinaNet practice). None keeps ``nn.Linear``'s default init,
-            which is what upstream Mask DINO does; 0.01 trained better in our small CPU runs
-            (README, learning benchmark).
+            (focal-loss models; DINO/RetinaNet practice, e.g. 0.01: bias -4.595). None (default)
+            keeps ``nn.Linear``'s default init (uniform +-1/sqrt(embed_dims)), as upstream Mask
+            DINO; the README's learning benchmark compares both.
         dn_cfg (dict, optional): :class:`MaskDINODnQueryGenerator` arguments; None disables DN.
         loss_cls, loss_bbox, loss_iou, loss_mask, loss_dice (dict): Loss configs. A ``loss_cls``
             with ``use_sigmoid=False`` (``CrossEntropyLoss`` with ``class_weight``, the last entry
@@ -110,12 +110,12 @@ class MaskDINOHead(BaseModule):
                  box_init: str = 'mask2box',
                  initial_pred: bool = True,
                  two_stage: bool = True,
-                 cls_prior_prob: Optional[float] = 0.01,
+                 cls_prior_prob: Optional[float] = None,
                  dn_cfg: OptConfigType = None,
                  loss_cls: ConfigType = dict(type='FocalLoss', use_sigmoid=True, gamma=2.0,
                                              alpha=0.25, loss_weight=4.0),
                  loss_bbox: ConfigType = dict(type='L1Loss', loss_weight=5.0),
-                 loss_iou: ConfigType = dict(type='GIoULoss', loss_weight=2.0),
+                 loss_iou: ConfigType = dict(type='MaskDINOGIoULoss', loss_weight=2.0),
                  loss_mask: ConfigType = dict(type='CrossEntropyLoss', use_sigmoid=True,
                                               reduction='mean', loss_weight=5.0),
                  loss_dice: ConfigType = dict(type='DiceLoss', use_sigmoid=True, activate=True,
@@ -174,6 +174,9 @@ class MaskDINOHead(BaseModule):
             **dn_cfg)
 
     def init_weights(self) -> None:
+        """Upstream's initialisation: the pixel decoder's own; xavier-uniform for every matrix
+        of the decoder, then deformable attention's; the box head's last layer zero (deltas
+        start at 0); the class head keeps ``nn.Linear``'s default unless ``cls_prior_prob``."""
         self.pixel_decoder.init_weights()
         for p in self.decoder.parameters():
             if p.dim() > 1:

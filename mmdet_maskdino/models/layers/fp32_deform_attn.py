@@ -1,6 +1,7 @@
-"""Deformable attention kept in fp32 under AMP (as upstream's ``custom_fwd(cast_inputs=float32)``),
-and the encoder built on it."""
-from typing import List, Optional, Sequence, Tuple
+"""fp32 regions under mixed precision: deformable attention (as upstream's
+``custom_fwd(cast_inputs=float32)``), :func:`fp32_region` (upstream's ``autocast(enabled=False)``
+around the pixel decoder and every decoder layer), and the encoder built on them."""
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
@@ -14,6 +15,17 @@ from .msda_gather import multi_scale_deformable_attn_gather
 
 def _fp32(x):
     return x.float() if isinstance(x, Tensor) and x.is_floating_point() else x
+
+
+def fp32_region(fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with autocast disabled and every floating tensor argument cast to
+    float32: a region that computes in fp32 under mixed precision, as upstream's
+    ``@autocast(enabled=False)`` around its pixel decoder and decoder layers (whose inputs are
+    fp32 there). Outside autocast the casts are no-ops on fp32 inputs."""
+    tensors = [a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor)]
+    device_type = tensors[0].device.type if tensors else 'cpu'
+    with torch.autocast(device_type=device_type, enabled=False):
+        return fn(*[_fp32(a) for a in args], **{k: _fp32(v) for k, v in kwargs.items()})
 
 
 class Fp32MultiScaleDeformableAttention(MultiScaleDeformableAttention):

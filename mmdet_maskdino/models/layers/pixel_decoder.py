@@ -5,14 +5,14 @@ from typing import List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
-from mmengine.model import BaseModule, caffe2_xavier_init, normal_init, xavier_init
+from mmengine.model import BaseModule, caffe2_xavier_init, xavier_init
 from torch import Tensor, nn
 
 from mmdet.models.layers import SinePositionalEncoding
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptMultiConfig
 from ..utils import flatten_levels, level_shapes
-from .fp32_deform_attn import MaskDINOTransformerEncoder
+from .fp32_deform_attn import MaskDINOTransformerEncoder, fp32_region
 
 
 class LevelOrder(str, Enum):
@@ -90,7 +90,8 @@ class MaskDINOPixelDecoder(BaseModule):
     def init_weights(self) -> None:
         for proj in self.input_projs:
             xavier_init(proj.conv, gain=1, bias=0, distribution='uniform')
-        normal_init(self.level_embed, mean=0, std=1)
+        # a bare Parameter: mmengine's normal_init(module) would only touch a ``.weight``
+        nn.init.normal_(self.level_embed, mean=0, std=1)
         # upstream: xavier-uniform for every matrix of the encoder, then MSDA's own init
         for p in self.encoder.parameters():
             if p.dim() > 1:
@@ -120,15 +121,20 @@ class MaskDINOPixelDecoder(BaseModule):
         return extra[::-1] + srcs
 
     def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, List[Tensor]]:
-        """Encode the backbone features.
+        """Encode the backbone features, in fp32 under mixed precision (as upstream, whose
+        ``forward_features`` runs with autocast disabled on ``.float()`` features).
 
         Args:
             feats (Sequence[Tensor]): C2..C5, shapes (bs, in_channels[i], H / 2^(i+2), W / 2^(i+2)).
 
         Returns:
             tuple: ``mask_features`` (bs, mask_dims, H/4, W/4), the pixel embedding; and
-            ``multi_scale_features``: encoder outputs (bs, embed_dims, h_l, w_l) in encoder order.
+            ``multi_scale_features``: encoder outputs (bs, embed_dims, h_l, w_l) in encoder order,
+            all float32.
         """
+        return fp32_region(self._encode, *feats)
+
+    def _encode(self, *feats: Tensor) -> Tuple[Tensor, List[Tensor]]:
         srcs = self._project(feats)
         bs = srcs[0].size(0)
         pos = [

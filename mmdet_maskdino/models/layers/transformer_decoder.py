@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from mmdet.models.layers.transformer import DinoTransformerDecoder
 from mmdet.models.layers.transformer.utils import coordinate_to_encoding, inverse_sigmoid
-from .fp32_deform_attn import Fp32MultiScaleDeformableAttention, run_layer
+from .fp32_deform_attn import Fp32MultiScaleDeformableAttention, fp32_region, run_layer
 
 
 class MaskDINOTransformerDecoder(DinoTransformerDecoder):
@@ -15,7 +15,10 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
     Differences from :class:`DinoTransformerDecoder`: the inverse-sigmoid clamp is configurable
     (upstream Mask DINO uses 1e-5, mmdet's DINO 1e-3), the sine embedding of the reference box scales
     with ``embed_dims`` (``embed_dims // 2`` frequencies per coordinate), and the raw (un-normed)
-    layer outputs are returned too, because the next reference is refined from them.
+    layer outputs are returned too, because the next reference is refined from them. Under mixed
+    precision every layer (self-attention, deformable cross-attention, FFN, norms) computes in
+    fp32 (:func:`fp32_region`, upstream's ``@autocast(enabled=False)`` on its decoder layer); the
+    query-position MLP, the box head and the final norm stay under autocast, as upstream.
 
     Args:
         ref_eps (float): Clamp of ``inverse_sigmoid`` in the box refinement.
@@ -64,11 +67,12 @@ class MaskDINOTransformerDecoder(DinoTransformerDecoder):
                                                                  -1)[:, None]
             query_pos = self.ref_point_head(
                 coordinate_to_encoding(ref_input[:, :, 0, :], num_feats=num_feats))
-            query = run_layer(layer, self.with_cp and self.training, query, query_pos=query_pos,
-                              value=value, key_padding_mask=key_padding_mask,
-                              self_attn_mask=self_attn_mask, spatial_shapes=spatial_shapes,
-                              level_start_index=level_start_index, valid_ratios=valid_ratios,
-                              reference_points=ref_input, **kwargs)
+            query = fp32_region(run_layer, layer, self.with_cp and self.training, query,
+                                query_pos=query_pos,
+                                value=value, key_padding_mask=key_padding_mask,
+                                self_attn_mask=self_attn_mask, spatial_shapes=spatial_shapes,
+                                level_start_index=level_start_index, valid_ratios=valid_ratios,
+                                reference_points=ref_input, **kwargs)
             new_ref = (reg_branch(query) +
                        inverse_sigmoid(reference_points, eps=self.ref_eps)).sigmoid()
             reference_points = new_ref.detach()

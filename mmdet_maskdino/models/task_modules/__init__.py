@@ -1,4 +1,5 @@
 from .hybrid_matcher import DEFAULT_ASSIGNER, HybridMatcher
-from .match_costs import PointMaskBCECost, ThingBoxCost
+from .match_costs import MaskDINOGIoUCost, PointMaskBCECost, ThingBoxCost
 
-__all__ = ['ThingBoxCost', 'PointMaskBCECost', 'HybridMatcher', 'DEFAULT_ASSIGNER']
+__all__ = ['ThingBoxCost', 'PointMaskBCECost', 'MaskDINOGIoUCost', 'HybridMatcher',
+           'DEFAULT_ASSIGNER']

@@ -17,7 +17,7 @@ DEFAULT_ASSIGNER = dict(
     match_costs=[
         dict(type='FocalLossCost', weight=4.0, alpha=0.25, gamma=2.0, eps=1e-8),
         dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-        dict(type='IoUCost', iou_mode='giou', weight=2.0),
+        dict(type='MaskDINOGIoUCost', weight=2.0),  # upstream's +eps GIoU, normalised boxes
         dict(type='PointMaskBCECost', weight=5.0),  # = CrossEntropyLossCost(use_sigmoid)
         dict(type='DiceCost', weight=5.0, pred_act=True, eps=1.0),
     ])

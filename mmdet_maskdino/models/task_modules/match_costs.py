@@ -1,4 +1,5 @@
-"""Match costs of Mask DINO: thing-only box costs (panoptic) and the point-mask BCE cost."""
+"""Match costs of Mask DINO: upstream's GIoU, thing-only box costs (panoptic) and the point-mask BCE
+cost."""
 from typing import Optional, Union
 
 import torch.nn.functional as F
@@ -8,6 +9,7 @@ from torch import Tensor
 
 from mmdet.models.task_modules.assigners.match_cost import BaseMatchCost, CrossEntropyLossCost
 from mmdet.registry import TASK_UTILS
+from ..losses.giou import generalized_box_iou
 
 
 @TASK_UTILS.register_module()
@@ -62,3 +64,33 @@ class ThingBoxCost(BaseMatchCost):
         cost = cost.clone()
         cost[:, ~is_thing] = cost[:, is_thing].mean() if is_thing.any() else 0.0
         return cost
+
+
+@TASK_UTILS.register_module()
+class MaskDINOGIoUCost(BaseMatchCost):
+    """``-GIoU`` match cost with upstream's formula, on boxes normalised by ``img_shape``.
+
+    Upstream's matcher takes the GIoU of normalised cxcywh boxes converted to xyxy, so its ``eps``
+    is relative to the image; the absolute xyxy boxes given here (as mmdet's ``IoUCost`` takes
+    them) are divided by ``img_meta['img_shape']`` (the padded batch in :class:`HybridMatcher`)
+    first. Without ``img_meta`` the boxes are used as they are.
+
+    Args:
+        eps (float): Added to the denominators.
+        weight (float): Cost weight.
+    """
+
+    def __init__(self, eps: float = 1e-6, weight: float = 1.0) -> None:
+        super().__init__(weight=weight)
+        self.eps = eps
+
+    def __call__(self, pred_instances: InstanceData, gt_instances: InstanceData,
+                 img_meta: Optional[dict] = None, **kwargs) -> Tensor:
+        """``pred_instances.bboxes`` (num_preds, 4) and ``gt_instances.bboxes`` (num_gts, 4),
+        absolute xyxy -> (num_preds, num_gts) weighted cost."""
+        pred, gt = pred_instances.bboxes.float(), gt_instances.bboxes.float()
+        if img_meta is not None:
+            h, w = img_meta['img_shape'][:2]
+            scale = pred.new_tensor([w, h, w, h])
+            pred, gt = pred / scale, gt / scale
+        return -generalized_box_iou(pred, gt, eps=self.eps) * self.weight

@@ -43,7 +43,7 @@ model = dict(
     train_cfg=dict(assigner=dict(type='HungarianAssigner', match_costs=[
         dict(type='FocalLossCost', weight=4.0, alpha=0.25, gamma=2.0, eps=1e-8),
         dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-        dict(type='IoUCost', iou_mode='giou', weight=2.0),
+        dict(type='MaskDINOGIoUCost', weight=2.0),
         dict(type='PointMaskBCECost', weight=mask_weight),
         dict(type='DiceCost', weight=mask_weight, pred_act=True, eps=1.0)
     ])))

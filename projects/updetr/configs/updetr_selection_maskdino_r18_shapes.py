@@ -13,7 +13,7 @@ model = dict(
     train_cfg=dict(assigner=dict(type='HungarianAssigner', match_costs=[
         dict(type='FocalLossCost', weight=4.0, alpha=0.25, gamma=2.0, eps=1e-8),
         dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-        dict(type='IoUCost', iou_mode='giou', weight=2.0),
+        dict(type='MaskDINOGIoUCost', weight=2.0),
         dict(type='QueryGroupCost', group_size={{_base_.group_size}}, weight=1000.0)
     ])))
 
