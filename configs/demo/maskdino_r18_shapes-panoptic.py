@@ -1,7 +1,7 @@
 # The CPU demo model on the generated shapes dataset's panoptic split (4 things + 2 stuff: sky, ground),
-# with the same diff as configs/maskdino/maskdino_r50_8xb2-lsj-50e_coco-panoptic.py: stuff targets from
-# the panoptic PNGs, box init off, panoptic + instance + semantic inference, evaluated with
-# CocoPanopticMetric (PQ), CocoMetric (bbox/segm) and SemSegMetric (mIoU).
+# with the same diff as configs/maskdino/maskdino_r50_8xb2-lsj-50e_coco-panoptic.py: targets are the
+# panoptic PNGs' segments in annotation order, box init off, panoptic + instance + semantic inference,
+# evaluated with CocoPanopticMetric (PQ), CocoMetric (bbox/segm) and SemSegMetric (mIoU).
 _base_ = './maskdino_r18_shapes.py'
 
 num_things_classes = 4
@@ -32,7 +32,7 @@ metainfo = dict(
     stuff_classes=('sky', 'ground'))
 train_pipeline = [
     dict(type='LoadImageFromFile', to_float32=True),
-    dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True, with_seg=True),
+    dict(type='LoadPanopticSegments', with_seg=True),  # segments_info order, as upstream
     dict(type='RandomFlip', prob=0.5),
     dict(type='Resize', scale=image_size, keep_ratio=True),
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-5, 1e-5), by_mask=True, keep_empty=False),

@@ -1,8 +1,9 @@
 # Mask DINO R50, COCO panoptic segmentation (upstream's panoptic R50: 133 classes = 80 things + 53 stuff,
-# box init off; 53.0 PQ / 44.3 mask AP / 48.8 box AP on val2017). A thin diff of the instance model: stuff
-# targets come from the panoptic PNGs (`gt_sem_seg`), their boxes from masks (matched and supervised like
-# things' boxes, as upstream's released config), and one model answers all three tasks at test time
-# (CocoPanopticMetric, CocoMetric bbox+segm on thing classes, SemSegMetric mIoU).
+# box init off; 53.0 PQ / 44.3 mask AP / 48.8 box AP on val2017). A thin diff of the instance model: the
+# targets are the panoptic PNG's segments in the annotation's order (LoadPanopticSegments), boxes from
+# masks (stuff boxes matched and supervised like things' boxes, as upstream's released config), and one
+# model answers all three tasks at test time (CocoPanopticMetric, CocoMetric bbox+segm on thing classes,
+# SemSegMetric mIoU).
 _base_ = './maskdino_r50_8xb2-lsj-50e_coco.py'
 
 num_things_classes = 80
@@ -30,14 +31,15 @@ dataset_type = 'CocoPanopticDataset'
 data_root = 'data/coco/'
 train_pipeline = [
     dict(type='LoadImageFromFile', to_float32=True, backend_args={{_base_.backend_args}}),
-    dict(type='LoadPanopticAnnotations', with_bbox=True, with_mask=True, with_seg=True,
-         backend_args={{_base_.backend_args}}),
+    # every non-crowd segment (things and stuff) as an instance in segments_info order, boxes from
+    # masks (upstream's targets; needs CheckedCocoPanopticDataset, which records iscrowd)
+    dict(type='LoadPanopticSegments', with_seg=True, backend_args={{_base_.backend_args}}),
     dict(type='RandomFlip', prob=0.5),
     dict(type='RandomResize', scale=image_size, ratio_range=(0.1, 2.0), resize_type='Resize',
          keep_ratio=True),
     dict(type='RandomCrop', crop_size=image_size, crop_type='absolute', recompute_bbox=True,
          allow_negative_crop=True),
-    # drop things cropped away, keep images left with stuff only
+    # drop segments cropped away; an image left with no segment is replaced
     dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-5, 1e-5), by_mask=True, keep_empty=False),
     dict(type='PackDetInputs')
 ]

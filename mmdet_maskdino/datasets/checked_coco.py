@@ -55,6 +55,10 @@ class CheckedCocoPanopticDataset(CocoPanopticDataset):
     image and panoptic PNG exists, is readable and has the json's size. ``'skip'`` drops bad images
     and bad segments (their pixels become void).
 
+    Every entry of ``segments_info`` also records the annotation's ``iscrowd``, which
+    :class:`LoadPanopticSegments` needs to leave crowd segments out of the targets (mmdet's dataset
+    turns a crowd thing into a non-thing, indistinguishable from stuff).
+
     Args:
         data_check (str): ``'error'`` (default) or ``'skip'``.
         check_images (bool): Open every image and PNG header.
@@ -65,6 +69,16 @@ class CheckedCocoPanopticDataset(CocoPanopticDataset):
                  **kwargs) -> None:
         self.data_check, self.check_images = check_policy(data_check), check_images
         super().__init__(*args, **kwargs)
+
+    def parse_data_info(self, raw_data_info: dict) -> dict:
+        """The parent's data info, with ``iscrowd`` in every ``segments_info`` entry."""
+        data_info = super().parse_data_info(raw_data_info)
+        img_id = raw_data_info['raw_img_info']['img_id']
+        crowd = {ann['id']: bool(ann.get('iscrowd', 0)) for ann in raw_data_info['raw_ann_info']
+                 if ann['image_id'] == img_id}
+        for segment in data_info['segments_info']:
+            segment['iscrowd'] = crowd[segment['id']]
+        return data_info
 
     def load_data_list(self) -> List[dict]:
         raw = _read_json(self.ann_file, self.backend_args)

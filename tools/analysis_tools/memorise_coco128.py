@@ -76,7 +76,9 @@ def build_config(data_root: str, num_images: int, iters: int, val_interval: int,
     for transform in train_pipeline + test_pipeline:
         if transform.type == 'Resize':
             transform.scale = size
-    cfg.train_dataloader.dataset = dict(common, pipeline=train_pipeline)
+    # the checked dataset records iscrowd, which the train pipeline's LoadPanopticSegments needs
+    cfg.train_dataloader.dataset = dict(common, type='CheckedCocoPanopticDataset',
+                                        pipeline=train_pipeline)
     cfg.train_dataloader.batch_size = min(4, num_images)
     cfg.val_dataloader.dataset = dict(common, pipeline=test_pipeline, test_mode=True)
     cfg.test_dataloader = cfg.val_dataloader

@@ -67,12 +67,15 @@ def build_targets(batch_data_samples: SampleList, num_things: int, num_classes: 
                   device: torch.device) -> List[SegTargets]:
     """GT labels, boxes and masks of every image, in the padded-batch frame.
 
-    Things come from ``gt_instances``: ``labels``, ``masks`` and the pipeline's ``bboxes`` (as
-    upstream, whose mapper boxes the polygons; with mmdet's LSJ ``RandomCrop(recompute_bbox=True)``
-    they are recomputed from the cropped masks). With stuff classes (``num_classes >
-    num_things``) every stuff class present in ``gt_sem_seg`` (contiguous labels, things first,
-    255 = void) adds one mask, as in MaskFormer, boxed from its mask (exclusive max); so are things
-    whose ``gt_instances`` carry no ``bboxes``.
+    Instances come from ``gt_instances`` in their order: ``labels``, ``masks`` and the pipeline's
+    ``bboxes`` (as upstream, whose mapper boxes the polygons; with mmdet's LSJ
+    ``RandomCrop(recompute_bbox=True)`` they are recomputed from the cropped masks). With stuff
+    classes (``num_classes > num_things``), stuff segments are taken from ``gt_instances`` when
+    they are there (:class:`LoadPanopticSegments`: every segment in the annotation's
+    ``segments_info`` order, upstream's targets); otherwise every stuff class present in
+    ``gt_sem_seg`` (contiguous labels, things first, 255 = void) adds one mask after the things,
+    by class, as in MaskFormer, boxed from its mask (exclusive max), as are instances whose
+    ``gt_instances`` carry no ``bboxes``.
 
     Args:
         batch_data_samples (list[DetDataSample]): With ``batch_input_shape`` in their metainfo.
@@ -93,7 +96,8 @@ def build_targets(batch_data_samples: SampleList, num_things: int, num_classes: 
             labels = torch.zeros(0, dtype=torch.long, device=device)
             masks = torch.zeros((0, *pad_shape), dtype=torch.bool, device=device)
             boxes = torch.zeros((0, 4), device=device)
-        if num_classes > num_things and 'gt_sem_seg' in sample:
+        stuff_in_instances = bool((labels >= num_things).any())
+        if num_classes > num_things and 'gt_sem_seg' in sample and not stuff_in_instances:
             sem_seg = pad_to(sample.gt_sem_seg.sem_seg.to(device), pad_shape, 255)[0]
             stuff_labels, stuff_masks = stuff_targets(sem_seg, num_things, num_classes)
             labels = torch.cat([labels, stuff_labels])
