@@ -45,6 +45,18 @@ def train_and_read(name: str, config: str, work_dir: str, args: argparse.Namespa
     return train_curve(config, work_dir, options, args.val_interval, args.iters)
 
 
+def _finished_runs(args: argparse.Namespace) -> dict:
+    """``{name: {seed: curve}}`` of the work dir's curves.json runs that reached ``--iters``."""
+    path = osp.join(args.work_dir, 'curves.json')
+    if not osp.isfile(path):
+        return {}
+    with open(path) as f:
+        saved = json.load(f)['curves']
+    return {name: {int(seed): [tuple(p) for p in curve] for seed, curve in runs.items()
+                   if curve and curve[-1][0] == args.iters}
+            for name, runs in saved.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--iters', type=int, default=600)
@@ -61,6 +73,9 @@ def main() -> None:
                         default=sorted(MODEL_KEYS, reverse=True))
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='extra key=value options of the Mask DINO config only')
+    parser.add_argument('--reuse', action='store_true',
+                        help="keep the curves of --work-dir's curves.json that reached --iters "
+                             '(an interrupted benchmark continues with the runs it lacks)')
     args = parser.parse_args()
     pair = {MODEL_KEYS[m]: PAIR[MODEL_KEYS[m]] for m in args.models}
     args.data_root = args.data_root or f'data/shapes_{args.num_train}_{args.num_val}/'
@@ -70,8 +85,14 @@ def main() -> None:
                     str(args.num_val), '--size', '128', '128'], check=True)
     curves = {name: {} for name in pair}
     wall = {name: 0.0 for name in pair}
+    done = _finished_runs(args) if args.reuse else {}
     for seed in args.seeds:  # seeds outermost: an interrupted run still has matched pairs
         for name, config in pair.items():
+            if seed in done.get(name, {}):
+                curves[name][seed] = done[name][seed]
+                print(f'[benchmark_learning] seed {seed}: {name} reused from curves.json',
+                      flush=True)
+                continue
             stem = osp.splitext(osp.basename(config))[0]
             work_dir = osp.join(args.work_dir, f'{stem}_seed{seed}')
             print(f'[benchmark_learning] seed {seed}: training {name} ({config}) ...', flush=True)
