@@ -64,7 +64,9 @@ def test_panoptic_and_semantic_configs_match_upstream_facts():
     # PANO_BOX_LOSS False: stuff boxes matched and supervised like things' (no ThingBoxCost)
     assert not head.get('criterion', {}).get('thing_boxes_only', False)
     assert [c.type for c in pan.model.train_cfg.assigner.match_costs] == [
-        'FocalLossCost', 'BBoxL1Cost', 'IoUCost', 'PointMaskBCECost', 'DiceCost']
+        'FocalLossCost', 'BBoxL1Cost', 'MaskDINOGIoUCost', 'PointMaskBCECost', 'DiceCost']
+    # targets in segments_info order, stuff included (upstream's)
+    assert pan.train_dataloader.dataset.pipeline[1].type == 'LoadPanopticSegments'
 
     ade = get_repo_config('maskdino/maskdino_r50_8xb2-160k_ade20k-semantic.py')
     head = ade.model.panoptic_head

@@ -216,7 +216,19 @@ def _panoptic(root, data_check='error', dataset='CheckedCocoPanopticDataset'):
 
 
 def test_panoptic_checks_name_segments_and_pngs(root):
-    assert _infos(_panoptic(root)) == _infos(_panoptic(root, dataset='CocoPanopticDataset'))
+    checked = _infos(_panoptic(root))
+    # mmdet's data infos, plus each segment's iscrowd (read by LoadPanopticSegments)
+    crowd = [[s.pop('iscrowd') for s in info['segments_info']] for info in checked]
+    assert checked == _infos(_panoptic(root, dataset='CocoPanopticDataset'))
+    assert crowd and not any(any(c) for c in crowd)  # the generator makes no crowd segment
+
+    def first_segment_crowd(coco):
+        coco['annotations'][0]['segments_info'][0]['iscrowd'] = 1
+        return coco['annotations'][0]['image_id']
+    img_id = _edit(root, first_segment_crowd, PAN)
+    info = next(i for i in _infos(_panoptic(root)) if i['img_id'] == img_id)
+    assert [s['iscrowd'] for s in info['segments_info']][:2] == [True, False]
+    _edit(root, lambda coco: coco['annotations'][0]['segments_info'][0].update(iscrowd=0), PAN)
 
     def unknown_category(coco):
         ann = coco['annotations'][0]

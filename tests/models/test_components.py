@@ -164,12 +164,12 @@ def test_contrastive_option_uses_mmdet_cdn():
 
 
 # ----------------------------------------------------------------------------- init
-def test_class_head_prior_or_upstream_default_init():
+def test_class_head_upstream_default_init_or_prior():
     import math
     from mmdet_maskdino.testing import build_small_maskdino
     torch.manual_seed(0)
-    prior = build_small_maskdino().panoptic_head.cls_branch.bias
+    prior = build_small_maskdino(cls_prior_prob=0.01).panoptic_head.cls_branch.bias
     assert torch.allclose(prior, torch.full_like(prior, -math.log((1 - 0.01) / 0.01)))
-    default = build_small_maskdino(cls_prior_prob=None).panoptic_head.cls_branch.bias
+    default = build_small_maskdino().panoptic_head.cls_branch.bias  # upstream's: no prior
     bound = 1 / math.sqrt(64)  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     assert default.abs().max() <= bound and default.std() > 0
