@@ -23,7 +23,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a detector')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='folder for logs and checkpoints')
-    parser.add_argument('--amp', action='store_true', help='mixed precision training: fp16 autocast + loss scaling on a GPU, bf16 autocast on a CPU')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: fp16 autocast + loss scaling on a GPU, bf16 '
+                             'autocast on a CPU (CPUCapableAmpOptimWrapper)')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from a checkpoint; without a path, from the latest in work-dir')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,

@@ -78,7 +78,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-# ---- schedule: a few minutes on a laptop CPU (fp32; tools/train.py --amp: bf16 autocast on a CPU) ----
+# ---- schedule: a few minutes on a laptop CPU (fp32; --amp: bf16 autocast on a CPU) ----
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3), clip_grad=dict(max_norm=0.1))
 max_iters = 300
 param_scheduler = dict(end=max_iters, milestones=[250], _delete_=True, type='MultiStepLR',

@@ -144,8 +144,8 @@ test_dataloader = val_dataloader
 # decays 0.05; full-model clip 0.01
 embed_multi = dict(lr_mult=1.0, decay_mult=0.0)
 optim_wrapper = dict(
-    # mixed precision as upstream: fp16 autocast + loss scaling on a GPU (MMEngine's AmpOptimWrapper),
-    # bf16 autocast on a CPU; the pixel decoder and every decoder layer compute in fp32 inside
+    # mixed precision as upstream: fp16 autocast + loss scaling on a GPU (MMEngine's
+    # AmpOptimWrapper), bf16 autocast on a CPU; the pixel decoder and the decoder layers stay fp32
     type='CPUCapableAmpOptimWrapper',
     optimizer=dict(type='AdamW', lr=0.0001, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
     paramwise_cfg=dict(

@@ -7,7 +7,8 @@ from .synthetic_shapes import (STUFF_CLASSES, THING_CLASSES, ShapesSpec, dataset
                                generate_shapes_dataset, metainfo)
 
 __all__ = [
-    'CheckedCocoDataset', 'CheckedCocoPanopticDataset', 'LoadPanopticSegments', 'CheckedADE20KSegDataset', 'DataError',
+    'CheckedCocoDataset', 'CheckedCocoPanopticDataset', 'LoadPanopticSegments',
+    'CheckedADE20KSegDataset', 'DataError',
     'DataProblem', 'DataReport', 'check_coco_instances', 'check_coco_panoptic', 'ShapesSpec',
     'generate_shapes_dataset', 'dataset_is_current', 'metainfo', 'THING_CLASSES', 'STUFF_CLASSES'
 ]

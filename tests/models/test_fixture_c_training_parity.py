@@ -9,8 +9,8 @@ inputs made by the plugin's own generator, every prediction set, the matching (e
 matrices of every set, every loss term (names mapped), the total, the gradients, and the exact
 zero-gradient facts of section 12. Each test below asserts one group of rows.
 
-Where the plugin differs on purpose, nothing here depends on it: GT boxes are normalised by the padded size where
-upstream uses the image size (equal with LSJ and here), and with more GT in an image than
+Where the plugin differs on purpose, nothing here depends on it: GT boxes are normalised by the
+padded size where upstream uses the image size (equal with LSJ and here), and with more GT in an image than
 ``num_dn_queries`` the plugin keeps one DN group where upstream drops denoising (not exercised).
 Without DN the plugin has no label embedding (upstream keeps one with an all-zero gradient).
 """

@@ -1,6 +1,6 @@
 """Iteration 0 as the authors': initial parameter distributions and the optimiser rule against
-``../shared/fixtures/init_upstream_r50.json`` (FIXTURES-INIT.md), and a guard that ``init_weights()``
-leaves no parameter constant unless upstream initialises it so.
+``../shared/fixtures/init_upstream_r50.json`` (FIXTURES-INIT.md), and a guard that
+``init_weights()`` leaves no parameter constant unless upstream initialises it so.
 
 The json holds statistics of one random draw of upstream's initialisation, so the comparisons are
 of distributions: the standard deviation within 10% (or three standard errors of the difference of

@@ -106,7 +106,8 @@ def main() -> None:
     names = list(pair)
     summary = {n: summarise_seeds(curves[n]) for n in names}
     print(f'\n### Learning on generated shapes (train {args.num_train} / val {args.num_val}, '
-          f'128x128), {args.iters} iterations, lr {args.lr or "1e-3 (configs)"}, seeds {args.seeds} '
+          f'128x128), {args.iters} iterations, lr {args.lr or "1e-3 (configs)"}, '
+          f'seeds {args.seeds} '
           f'(mean +- std)' + (f', Mask DINO options {args.cfg_options}' if args.cfg_options else '')
           + '\n')
     print('| iter | ' + ' | '.join(f'{n} box AP | {n} mask AP' for n in names) + ' |')

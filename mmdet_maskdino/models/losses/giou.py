@@ -5,8 +5,8 @@ Upstream (DINO's ``box_ops``) adds ``eps`` to the denominators::
 
     giou = inter / (union + eps) - (enclosing - union) / (enclosing + eps)
 
-where mmdet's ``bbox_overlaps`` clamps them at ``eps`` instead (``inter / max(union, eps)``). The two
-differ by about ``eps / union`` relative: 1e-4 for a box pair whose union is 1e-2 of the image
+where mmdet's ``bbox_overlaps`` clamps them at ``eps`` instead (``inter / max(union, eps)``). The
+two differ by about ``eps / union`` relative: 1e-4 for a box pair whose union is 1e-2 of the image
 (normalised coordinates), above the training fixture's loss tolerance.
 """
 from typing import Optional
