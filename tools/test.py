@@ -4,6 +4,7 @@ Example::
 
     python tools/test.py configs/maskdino_r50.py work_dirs/maskdino_r50/iter_368750.pth
     python tools/test.py configs/maskdino_r50.py --onnx maskdino_r50.onnx   # ONNX Runtime
+    python tools/test.py CONFIG CHECKPOINT --amp   # mixed precision: fp16 on a GPU, bf16 on a CPU
 """
 import argparse
 import os
@@ -26,6 +27,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint', nargs='?', help='checkpoint file (not with --onnx)')
     parser.add_argument('--onnx', help='evaluate this exported graph with ONNX Runtime '
                         '(tools/deployment/pytorch2onnx.py) instead of the PyTorch model')
+    parser.add_argument('--amp', action='store_true',
+                        help="mixed-precision inference (MMEngine's TestLoop(fp16=True): fp16 "
+                             'autocast on a GPU, bf16 on a CPU); the pixel decoder and decoder '
+                             'layers stay fp32')
     parser.add_argument('--work-dir', help='folder for the evaluation log')
     parser.add_argument('--out', help='dump predictions to this pickle file')
     parser.add_argument('--show-dir', help='draw predictions into this folder (under work-dir)')
@@ -49,6 +54,10 @@ def main() -> None:
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    if args.amp:
+        if args.onnx:
+            raise SystemExit('--amp applies to the PyTorch model, not to --onnx')
+        cfg.test_cfg.fp16 = True  # MMEngine's autocast: bf16 on a CPU
     if args.onnx:  # same data pipeline, preprocessor, fusion head and metrics
         cfg.model = dict(type='ONNXRuntimeMaskDINO', model_cfg=cfg.model, onnx_file=args.onnx)
     if args.show_dir:

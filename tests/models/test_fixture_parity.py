@@ -9,17 +9,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
-from mmdet_maskdino.converters import (convert_upstream_state_dict, describe_upstream,
-                                       load_converted)
-from mmdet_maskdino.models.utils import mask_logits
-from mmdet_maskdino.testing import REPO_ROOT
+from mmdet_maskdino.testing import FIXTURE_A, build_fixture_a_head, run_fixture_a
 
-FIXTURE = osp.join(REPO_ROOT, '..', 'shared', 'fixtures', 'fixture_A.pt')
+FIXTURE = FIXTURE_A
 pytestmark = pytest.mark.skipif(
     not osp.isfile(FIXTURE), reason=f'upstream fixture {FIXTURE} not present (needs ../shared)')
 
@@ -33,35 +28,13 @@ def fx():
 
 @pytest.fixture(scope='module')
 def head(fx):
-    init_default_scope('mmdet')
-    cfg = Config.fromfile(osp.join(REPO_ROOT, 'tests/data/fixture_a_head.py'))
-    model = MODELS.build(cfg.head).eval()
-    upstream = {k if k.startswith('sem_seg_head.') else 'sem_seg_head.' + k: v.float()
-                for k, v in fx['state_dict'].items()}
-    info = describe_upstream(upstream)
-    assert (info['num_levels'], info['num_extra_levels'], info['level_order']) == \
-        (3, 0, 'high2low')
-    load_converted(model, convert_upstream_state_dict(upstream, head_prefix=''))
-    return model
+    return build_fixture_a_head(fx)
 
 
 def _run(head, fx, box_init):
     """The head's eval forward as upstream's output dict (masks only where upstream has them)."""
-    head.box_init = type(head.box_init)(box_init)
-    feats = [fx['inputs']['features'][k].float() for k in ('res2', 'res3', 'res4', 'res5')]
     torch.set_num_threads(1)
-    with torch.no_grad():
-        out = head(feats)
-
-    def as_dict(sets, i, with_masks):
-        return dict(pred_logits=sets.cls_logits[i], pred_boxes=sets.boxes[i],
-                    pred_masks=mask_logits(sets.mask_embeds[i], out.mask_features)
-                    if with_masks else None)
-
-    layers = out.layers
-    return dict(as_dict(layers, -1, True),
-                aux_outputs=[as_dict(layers, i, False) for i in range(len(layers) - 1)],
-                interm_outputs=as_dict(out.interm, 0, True))
+    return run_fixture_a(head, fx, box_init)
 
 
 def _assert_prediction(ours, ref, with_masks=True):
