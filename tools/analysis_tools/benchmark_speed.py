@@ -9,10 +9,15 @@ Training: 2 generated images with 10-30 objects each (``mmdet_maskdino.benchmark
 512 and 1024 (the LSJ size); the same worker scheme (A, B, A, B, ...). Peak memory is the
 worker's peak RSS on CPU, ``max_memory_allocated`` on CUDA. Prints markdown tables.
 
+``--bf16`` adds the released model under bf16 autocast (inference: the whole ``predict``; training:
+the forward pass, the backward follows autocast's casts) as its own worker in the same rotation;
+``--lean`` keeps only the released model (and its bf16 row) and Mask2Former.
+
 Example::
 
     python tools/analysis_tools/benchmark_speed.py --sizes 512x512 800x1333 --train-sizes
     python tools/analysis_tools/benchmark_speed.py --skip-inference --train-sizes 512 1024
+    python tools/analysis_tools/benchmark_speed.py --bf16 --lean --no-onnx
 """
 import argparse
 import ctypes
@@ -46,6 +51,15 @@ TRAIN_MODELS = {
     'Mask DINO R50, with_cp': MODELS_TO_COMPARE[RELEASED] + '|' + WITH_CP,
     REFERENCE: MODELS_TO_COMPARE[REFERENCE],
 }
+
+
+BF16 = '#bf16'  # a spec suffix: run the worker's step under bf16 autocast
+BF16_ROW = 'Mask DINO R50, bf16 autocast'
+
+
+def split_autocast(spec: str) -> Tuple[str, bool]:
+    """``'config...#bf16'`` -> ``('config...', True)``; other specs -> ``(spec, False)``."""
+    return (spec[:-len(BF16)], True) if spec.endswith(BF16) else (spec, False)
 
 
 def build(config: str, device: str, size: int):
@@ -109,6 +123,7 @@ def export_for_benchmark(config: str, out_file: str) -> str:
 def infer_worker(spec: str, size: Tuple[int, int], device: str) -> None:
     """Subprocess body: build the model (``spec`` = config, or ``config@onnx_file`` for ONNX
     Runtime), then one timed ``predict`` per ``step`` line; ``stop`` prints the peak memory."""
+    spec, bf16 = split_autocast(spec)
     config, _, onnx_file = spec.partition('@')
     torch.manual_seed(0)
     model = build(config, device, max(size)).eval()
@@ -126,7 +141,7 @@ def infer_worker(spec: str, size: Tuple[int, int], device: str) -> None:
         if device == 'cuda':
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             model.predict(batch['inputs'], batch['data_samples'])
         if device == 'cuda':
             torch.cuda.synchronize()
@@ -154,6 +169,7 @@ def train_worker(config: str, size: int, device: str, data_root: str) -> None:
     """Subprocess body: build ``config``, one warm-up step, then one timed training step per
     ``step`` line read from stdin (a json line each); ``stop`` prints the peak memory and exits."""
     from mmdet_maskdino.benchmarks.speed import crowded_images, training_batch
+    config, bf16 = split_autocast(config)
     torch.manual_seed(0)
     model = build(config, device, size).train()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -164,7 +180,8 @@ def train_worker(config: str, size: int, device: str, data_root: str) -> None:
         if device == 'cuda':
             torch.cuda.synchronize()
         start = time.perf_counter()
-        losses = model(**batch, mode='loss')
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            losses = model(**batch, mode='loss')
         total = sum(v for k, v in losses.items() if 'loss' in k)
         optim.zero_grad()
         total.backward()
@@ -272,6 +289,10 @@ def main() -> None:
     parser.add_argument('--data-root', default='data/shapes_bench',
                         help='generated images go to DATA_ROOT_<size>')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--bf16', action='store_true',
+                        help='add the released model under bf16 autocast')
+    parser.add_argument('--lean', action='store_true',
+                        help='only the released model (and its bf16 row) and Mask2Former')
     parser.add_argument('--size', help=argparse.SUPPRESS)  # a worker's size
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     parser.add_argument('--infer-worker', help=argparse.SUPPRESS)
@@ -280,6 +301,7 @@ def main() -> None:
         return train_worker(args.worker, int(args.size), args.device, args.data_root)
     if args.infer_worker:
         return infer_worker(args.infer_worker, parse_size(args.size), args.device)
+    train_models = dict(TRAIN_MODELS)
     if not args.skip_inference:
         specs = dict(MODELS_TO_COMPARE)
         if not args.no_onnx and args.device == 'cpu':
@@ -288,13 +310,28 @@ def main() -> None:
                                              osp.join(tempfile.mkdtemp(), 'maskdino_r50.onnx'))
             specs = {RELEASED: specs[RELEASED], ONNX_ROW: f'{specs[RELEASED]}@{onnx_file}',
                      **{k: v for k, v in specs.items() if k != RELEASED}}
+        specs = with_rows(specs, args)
         for size in map(parse_size, args.sizes):
             results = time_inference(specs, size, args.device, args.warmup, args.repeats)
             print_inference_table(results, size, args)
+    train_models = with_rows(train_models, args)
     for size in args.train_sizes:
-        results = time_training(TRAIN_MODELS, size, args.device, args.train_steps,
+        results = time_training(train_models, size, args.device, args.train_steps,
                                 f'{args.data_root}_{size}')
         print_training_table(results, size, args.device, args.train_steps)
+
+
+def with_rows(models: Dict[str, str], args: argparse.Namespace) -> Dict[str, str]:
+    """``models`` with the bf16 row after the released model (``--bf16``), and only the released
+    model, its bf16 row and Mask2Former with ``--lean``."""
+    out = {}
+    for name, spec in models.items():
+        if args.lean and name not in (RELEASED, REFERENCE):
+            continue
+        out[name] = spec
+        if name == RELEASED and args.bf16:
+            out[BF16_ROW] = spec + BF16
+    return out
 
 
 def print_inference_table(results: Dict[str, dict], size: Tuple[int, int],
