@@ -163,3 +163,16 @@ def profile_rows(events, scopes_prefix: str, repeats: int, total_us: float) -> L
         rows.append((e.key[len(scopes_prefix):], e.count // repeats,
                      e.cpu_time_total / 1e3 / repeats, e.cpu_time_total / total_us))
     return rows
+
+
+def print_op_table(events, total_us: float, repeats: int, top: int, unit: str = 'run',
+                   scope_prefixes: Tuple[str, ...] = ()) -> None:
+    """Markdown table of the ``top`` ops by self CPU time per ``unit`` (run / step), leaving out
+    the profiler events of the tools' own scopes (names starting with ``scope_prefixes``)."""
+    print(f'\n| op | self time per {unit} (ms) | share | calls per {unit} |')
+    print('|---|---|---|---|')
+    ops = sorted((e for e in events if not e.key.startswith(scope_prefixes)),
+                 key=lambda e: -e.self_cpu_time_total)[:top]
+    for e in ops:
+        print(f'| {e.key} | {e.self_cpu_time_total / 1e3 / repeats:.1f} | '
+              f'{e.self_cpu_time_total / total_us:.1%} | {e.count // repeats} |')

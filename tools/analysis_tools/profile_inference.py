@@ -23,6 +23,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 sys.path.insert(0, osp.dirname(__file__))
 from benchmark_speed import build, make_batch  # noqa: E402
 
+from mmdet_maskdino.benchmarks.profiling import print_op_table  # noqa: E402
+
 
 def module_scopes(model: nn.Module, depth: int = 3) -> Dict[str, nn.Module]:
     """Modules to time: the children of the model, and of its head / pixel decoder, down to
@@ -77,13 +79,7 @@ def main() -> None:
     for e in rows:
         print(f'| {e.key[8:]} x{e.count // args.repeats} | '
               f'{e.cpu_time_total / 1e3 / args.repeats:.1f} | {e.cpu_time_total / total:.1%} |')
-    print('\n| op | self time per run (ms) | share | calls per run |')
-    print('|---|---|---|---|')
-    ops = sorted((e for e in events if not e.key.startswith('module::')),
-                 key=lambda e: -e.self_cpu_time_total)[:args.top]
-    for e in ops:
-        print(f'| {e.key} | {e.self_cpu_time_total / 1e3 / args.repeats:.1f} | '
-              f'{e.self_cpu_time_total / total:.1%} | {e.count // args.repeats} |')
+    print_op_table(events, total, args.repeats, args.top, scope_prefixes=('module::', ))
 
 
 if __name__ == '__main__':

@@ -32,7 +32,7 @@ sys.path.insert(0, osp.dirname(__file__))
 from benchmark_speed import build  # noqa: E402
 
 from mmdet_maskdino.benchmarks.profiling import (BackwardTimer, patched,  # noqa: E402
-                                                 profile_rows, scoped)
+                                                 print_op_table, profile_rows, scoped)
 
 FWD, CRIT = 'fwd::', 'criterion::'
 
@@ -167,13 +167,7 @@ def main() -> None:
     for name, values in (('backward() in all', backward_s), ('optimizer step', step_s)):
         ms = sum(values) / n * 1e3
         print(f'| {name} | {ms:.1f} | {ms / 1e3 / step_total:.1%} |')
-    print('\n| op | self time per step (ms) | share | calls per step |')
-    print('|---|---|---|---|')
-    ops = sorted((e for e in events if '::' not in e.key or e.key.startswith('aten::')),
-                 key=lambda e: -e.self_cpu_time_total)[:args.top]
-    for e in ops:
-        print(f'| {e.key} | {e.self_cpu_time_total / 1e3 / n:.1f} | '
-              f'{e.self_cpu_time_total / total_us:.1%} | {e.count // n} |')
+    print_op_table(events, total_us, n, args.top, 'step', (FWD, CRIT, 'step::'))
 
 
 if __name__ == '__main__':
