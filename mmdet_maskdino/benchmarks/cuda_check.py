@@ -1,6 +1,7 @@
 """The pieces of ``tools/analysis_tools/check_cuda.py`` (the one-command GPU check): deformable
 attention inputs with odd sizes, the CUDA-vs-CPU comparison, and a mixed-precision training step
 against fp32. Every function runs on any device, so the CPU side is tested without a GPU."""
+import math
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
@@ -97,4 +98,4 @@ def compare_losses(amp: Dict[str, float], fp32: Dict[str, float]) -> dict:
         total_rel=abs(total_amp - total32) / max(abs(total32), 1e-12), worst_term=worst,
         worst_rel=abs(amp[worst] - fp32[worst]) / max(abs(fp32[worst]), 1e-2),
         grad_norm_rel=abs(amp['grad_norm'] - fp32['grad_norm']) / max(fp32['grad_norm'], 1e-12),
-        finite=all(map(lambda v: v == v and abs(v) != float('inf'), amp.values())))
+        finite=all(map(math.isfinite, amp.values())))

@@ -55,7 +55,6 @@ class BackwardTimer:
     def __init__(self) -> None:
         self.times: Dict[Tuple[str, int], Dict[str, float]] = defaultdict(dict)
         self.calls: Dict[str, int] = defaultdict(int)
-        self.enabled = True
 
     def record(self, key: Tuple[str, int], side: str) -> None:
         now = time.perf_counter()
@@ -74,7 +73,7 @@ class BackwardTimer:
         forward = module.forward
 
         def timed(*args, **kwargs):
-            if not (self.enabled and torch.is_grad_enabled()):
+            if not torch.is_grad_enabled():
                 return forward(*args, **kwargs)
             key = (name, self.calls[name])
             self.calls[name] += 1

@@ -7,7 +7,6 @@ from mmengine.fileio import get
 
 from mmdet.datasets.transforms import LoadPanopticAnnotations
 from mmdet.registry import TRANSFORMS
-from mmdet.structures.bbox import get_box_type
 from mmdet.structures.mask import BitmapMasks
 
 __all__ = ['LoadPanopticSegments']
@@ -68,8 +67,7 @@ class LoadPanopticSegments(LoadPanopticAnnotations):
         masks = BitmapMasks(np.stack([ids == s['id'] for s in kept]).astype(np.uint8) if kept
                             else np.zeros((0, h, w), np.uint8), h, w)
         results['gt_masks'] = masks
-        box_type = get_box_type(self.box_type)[1]
-        results['gt_bboxes'] = box_type(masks.get_bboxes(dst_type='hbox').tensor.reshape(-1, 4))
+        results['gt_bboxes'] = masks.get_bboxes(dst_type=self.box_type)
         results['gt_bboxes_labels'] = np.array([s['category'] for s in kept], dtype=np.int64)
         results['gt_ignore_flags'] = np.zeros(len(kept), dtype=bool)
         if self.with_seg:

@@ -86,6 +86,7 @@ def main() -> None:
     curves = {name: {} for name in pair}
     wall = {name: 0.0 for name in pair}
     done = _finished_runs(args) if args.reuse else {}
+    os.makedirs(args.work_dir, exist_ok=True)
     for seed in args.seeds:  # seeds outermost: an interrupted run still has matched pairs
         for name, config in pair.items():
             if seed in done.get(name, {}):
@@ -96,7 +97,6 @@ def main() -> None:
             stem = osp.splitext(osp.basename(config))[0]
             work_dir = osp.join(args.work_dir, f'{stem}_seed{seed}')
             print(f'[benchmark_learning] seed {seed}: training {name} ({config}) ...', flush=True)
-            os.makedirs(args.work_dir, exist_ok=True)
             start = time.time()
             curves[name][seed] = train_and_read(name, config, work_dir, args, seed)
             wall[name] += time.time() - start
@@ -107,9 +107,8 @@ def main() -> None:
     summary = {n: summarise_seeds(curves[n]) for n in names}
     print(f'\n### Learning on generated shapes (train {args.num_train} / val {args.num_val}, '
           f'128x128), {args.iters} iterations, lr {args.lr or "1e-3 (configs)"}, '
-          f'seeds {args.seeds} '
-          f'(mean +- std)' + (f', Mask DINO options {args.cfg_options}' if args.cfg_options else '')
-          + '\n')
+          f'seeds {args.seeds} (mean +- std)'
+          f'{f", Mask DINO options {args.cfg_options}" if args.cfg_options else ""}\n')
     print('| iter | ' + ' | '.join(f'{n} box AP | {n} mask AP' for n in names) + ' |')
     print('|---|' + '---|---|' * len(names))
     for rows in zip(*(summary[n] for n in names)):

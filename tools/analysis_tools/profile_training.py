@@ -65,15 +65,15 @@ def instrument(model, timer: BackwardTimer, stack: ExitStack) -> None:
         stack.enter_context(patched(crit_module, fn, CRIT + 'point sampling'))
     criterion.match = scoped(criterion.match, CRIT + 'matching (costs + Hungarian)')
     layer_sets = head.decoder.num_layers + int(head.initial_pred)
+    interm_sets = int(getattr(head, 'two_stage', False))
     state = dict(call=0, family='layers')
     single = criterion.loss_by_feat_single
 
     def per_family(*args, **kwargs):
         n = state['call']
         state['call'] += 1
-        interm = int(getattr(head, 'two_stage', False))
         state['family'] = ('layers' if n < layer_sets else
-                           'interm' if n < layer_sets + interm else 'dn')
+                           'interm' if n < layer_sets + interm_sets else 'dn')
         with record_function(f"{CRIT}losses {state['family']} (all)"):
             return single(*args, **kwargs)
     criterion.loss_by_feat_single = per_family

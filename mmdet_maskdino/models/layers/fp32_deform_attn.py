@@ -43,15 +43,16 @@ class Fp32MultiScaleDeformableAttention(MultiScaleDeformableAttention):
     """
 
     def forward(self, *args, **kwargs) -> Tensor:
-        tensors = [a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor)]
-        with torch.autocast(device_type=tensors[0].device.type, enabled=False):
-            args = [_fp32(a) for a in args]
-            kwargs = {k: _fp32(v) for k, v in kwargs.items()}
-            if torch.jit.is_tracing():
-                return self._forward_gather(*args, export=True, **kwargs)
-            if tensors[0].is_cuda:
-                return super().forward(*args, **kwargs)
-            return self._forward_gather(*args, **kwargs)
+        return fp32_region(self._forward_fp32, *args, **kwargs)
+
+    def _forward_fp32(self, *args, **kwargs) -> Tensor:
+        """The path for the inputs' device (inside :func:`fp32_region`)."""
+        if torch.jit.is_tracing():
+            return self._forward_gather(*args, export=True, **kwargs)
+        first = next(a for a in list(args) + list(kwargs.values()) if isinstance(a, Tensor))
+        if first.is_cuda:
+            return super().forward(*args, **kwargs)
+        return self._forward_gather(*args, **kwargs)
 
     def _forward_gather(self,
                         query: Tensor,
