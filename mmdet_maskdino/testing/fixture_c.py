@@ -111,8 +111,8 @@ def run_case(fx: dict, case: str) -> Dict[str, object]:
         seen.update(outputs=outputs, targets=targets, dn=dn)
         return criterion_forward(outputs, targets, dn)
 
-    def record_match(preds, features, targets):
-        matched.append(match(preds, features, targets))
+    def record_match(preds, features, targets, points=None):
+        matched.append(match(preds, features, targets, points))
         return matched[-1]
 
     def record_decoder(**kwargs):

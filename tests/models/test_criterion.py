@@ -15,8 +15,9 @@ from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmdet_maskdino.models.layers import MaskDINODnQueryGenerator
 from mmdet_maskdino.models.task_modules import DEFAULT_ASSIGNER
-from mmdet_maskdino.models.utils import (HeadOutputs, PredictionSets, SegTargets,
-                                         point_mask_logits, sample_masks, targets_as_samples)
+from mmdet_maskdino.models.utils import (HeadOutputs, PredictionSets, SegTargets, TargetPoints,
+                                         point_mask_logits, sample_masks,
+                                         shared_uncertain_points, targets_as_samples)
 from mmdet_maskdino.testing import build_small_maskdino, make_det_batch
 
 H, W, C, DIMS, NQ = 64, 96, 5, 16, 12
@@ -54,9 +55,10 @@ def _sets(num_sets: int, nq: int, gen: torch.Generator) -> PredictionSets:
 
 @pytest.fixture(scope='module')
 def criterion():
+    """Upstream's draws (fresh points for every set and pair), as the reference below."""
     init_default_scope('mmdet')
     return MODELS.build(dict(type='MaskDINOCriterion', num_things_classes=C, num_points=300,
-                             **LOSSES))
+                             share_points=False, **LOSSES))
 
 
 def _reference_match(preds, b, masks, target, assigner, num_points):
@@ -141,6 +143,77 @@ def test_points_path_equals_full_mask_path(criterion):
     g_ref = torch.autograd.grad(sum(ref.values()), inputs)
     for a, b in zip(g_ours, g_ref):
         torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=0)
+
+
+_TORCH_RAND = torch.rand
+
+
+def _keyed_rand(*size, device=None, **kwargs):
+    """``torch.rand`` whose rows depend on the trailing shape only (as fixture C's shape-keyed
+    generator): every draw of a shape gives the same rows, whatever the call order or count."""
+    size = tuple(size[0]) if len(size) == 1 and not isinstance(size[0], int) else size
+    gen = torch.Generator().manual_seed(hash(size[1:]) % (2**31))
+    return _TORCH_RAND(size[1:], generator=gen).expand(size).clone().to(device)
+
+
+def test_shared_points_equal_upstream_draws_when_the_draws_agree(criterion, monkeypatch):
+    """``share_points`` draws once per step; with a generator whose rows depend on the shape only
+    (so upstream's per-set draws give the same points) every loss and gradient is the same."""
+    gen = torch.Generator().manual_seed(3)
+    layers, interm, dn_sets = _sets(3, NQ, gen), _sets(1, NQ, gen), _sets(3, 6, gen)
+    features = torch.randn(2, DIMS, H // 4, W // 4, generator=gen).requires_grad_()
+    targets = _targets()
+    dn_gen = MaskDINODnQueryGenerator(num_classes=C, embed_dims=8, num_matching_queries=NQ,
+                                      group_cfg=dict(dynamic=True, num_dn_queries=6))
+    dn = dn_gen(targets_as_samples(targets))
+    shared = MODELS.build(dict(type='MaskDINOCriterion', num_things_classes=C, num_points=300,
+                               **LOSSES))
+    draws = []
+
+    def counted(*size, **kwargs):
+        draws.append(size)
+        return _keyed_rand(*size, **kwargs)
+
+    monkeypatch.setattr(torch, 'rand', counted)
+    outputs = HeadOutputs(features, layers, interm, dn_sets)
+    ours = shared(outputs, targets, dn)
+    shared_draws, draws[:] = len(draws), []
+    ref = criterion(outputs, targets, dn)
+    monkeypatch.setattr(torch, 'rand', _TORCH_RAND)
+    # 2 images x (matcher points, loss candidates, loss random points) against, per set, one
+    # matcher draw per image (4 matching sets) and 2 loss draws (4 + 3 DN sets)
+    assert (shared_draws, len(draws)) == (6, 4 * 2 + 7 * 2)
+    assert sorted(ours) == sorted(ref)
+    for key in ref:
+        torch.testing.assert_close(ours[key], ref[key], rtol=1e-5, atol=1e-7,
+                                   msg=lambda m: f'{key}: {m}')
+    inputs = [features] + [t for s in (layers, interm, dn_sets)
+                           for t in (s.cls_logits, s.boxes, s.mask_embeds)]
+    g_ours = torch.autograd.grad(sum(ours.values()), inputs)
+    g_ref = torch.autograd.grad(sum(ref.values()), inputs)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=0)
+
+
+def test_shared_points_keep_each_sets_own_uncertain_candidates():
+    """Pairs of one target share its candidates but each keeps its own most uncertain ones; the
+    GT values are those at the returned points."""
+    gen = torch.Generator().manual_seed(5)
+    masks = torch.rand(2, 40, 56, generator=gen) > 0.5
+    shared = TargetPoints.draw(masks, 50, 3.0, 0.75)
+    assert shared.candidates.shape == (2, 150, 2) and shared.extra.shape == (2, 13, 2)
+    logits = torch.randn(3, 10, 14, generator=gen)
+    gt_index = [torch.tensor([1, 0, 1])]
+    points, gt = shared_uncertain_points(logits, [shared], gt_index)
+    assert points.shape == (3, 50, 2) and gt.shape == (3, 50)
+    torch.testing.assert_close(gt, sample_masks(masks, gt_index[0], points), atol=1e-5, rtol=0)
+    for m, j in enumerate(gt_index[0].tolist()):
+        cand = point_sample(logits[m][None, None], shared.candidates[j][None]).reshape(-1)
+        expected = cand.abs().topk(37, largest=False).values.sort().values
+        got = point_sample(logits[m][None, None], points[m, :37][None]).reshape(-1)
+        torch.testing.assert_close(got.abs().sort().values, expected)
+        torch.testing.assert_close(points[m, 37:], shared.extra[j])
+    assert not torch.equal(points[0, :37], points[2, :37])  # same target, own choice
 
 
 def test_sample_masks_equals_point_sample_of_gathered_masks():

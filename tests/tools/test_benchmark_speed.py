@@ -30,6 +30,19 @@ def test_bf16_rows_and_lean_selection(bench):
     assert list(lean) == [bench.RELEASED, bench.REFERENCE]
 
 
+def test_variant_rows_add_options_to_the_released_model(bench):
+    models = {bench.RELEASED: 'a.py|x=1', bench.REFERENCE: 'b.py'}
+    rows = bench.with_variants(models, ['draws:m.y=False', 'two:m.z=2,m.w=3'])
+    assert list(rows) == [bench.RELEASED, 'Mask DINO R50, draws', 'Mask DINO R50, two',
+                          bench.REFERENCE]
+    assert rows['Mask DINO R50, draws'] == 'a.py|x=1,m.y=False'
+    assert rows['Mask DINO R50, two'] == 'a.py|x=1,m.z=2,m.w=3'
+    assert bench.with_variants({bench.RELEASED: 'a.py'}, ['v:k=1'])['Mask DINO R50, v'] == \
+        'a.py|k=1'
+    with pytest.raises(SystemExit, match='NAME:KEY=VALUE'):
+        bench.with_variants(models, ['no options'])
+
+
 @pytest.mark.slow  # a worker process building the demo model (about 10 s)
 def test_worker_predicts_under_bf16(bench):
     """A real worker process (the demo config) answers timed bf16 steps and its peak memory."""

@@ -293,6 +293,10 @@ def main() -> None:
                         help='add the released model under bf16 autocast')
     parser.add_argument('--lean', action='store_true',
                         help='only the released model (and its bf16 row) and Mask2Former')
+    parser.add_argument('--variant', action='append', default=[], metavar='NAME:KEY=VALUE,...',
+                        help='an extra training row: the released model with these config '
+                        'options (e.g. "upstream draws:model.train_cfg.share_points=False"), '
+                        'to measure one change on its own in the same run')
     parser.add_argument('--size', help=argparse.SUPPRESS)  # a worker's size
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     parser.add_argument('--infer-worker', help=argparse.SUPPRESS)
@@ -315,10 +319,28 @@ def main() -> None:
             results = time_inference(specs, size, args.device, args.warmup, args.repeats)
             print_inference_table(results, size, args)
     train_models = with_rows(train_models, args)
+    train_models = with_variants(train_models, args.variant)
     for size in args.train_sizes:
         results = time_training(train_models, size, args.device, args.train_steps,
                                 f'{args.data_root}_{size}')
         print_training_table(results, size, args.device, args.train_steps)
+
+
+def with_variants(models: Dict[str, str], variants: List[str]) -> Dict[str, str]:
+    """``models`` with a row per ``'NAME:KEY=VALUE,...'`` variant of the released model, after it
+    (config options added to its own)."""
+    out = {}
+    for name, spec in models.items():
+        out[name] = spec
+        if name != RELEASED:
+            continue
+        for variant in variants:
+            label, sep, options = variant.partition(':')
+            if not sep or '=' not in options:
+                raise SystemExit(f'--variant {variant!r}: expected NAME:KEY=VALUE,...')
+            config, _, own = spec.partition('|')
+            out[f'Mask DINO R50, {label}'] = f'{config}|{",".join(filter(None, (own, options)))}'
+    return out
 
 
 def with_rows(models: Dict[str, str], args: argparse.Namespace) -> Dict[str, str]:

@@ -12,7 +12,8 @@ from mmdet.utils import ConfigType, reduce_mean
 from ..layers.denoising import DnQueries
 from ..task_modules.hybrid_matcher import DEFAULT_ASSIGNER, HybridMatcher
 from ..utils.finite import check_finite_tensors
-from ..utils.point_masks import matched_mask_logits, sample_masks, uncertain_points
+from ..utils.point_masks import (MatchPoints, TargetPoints, matched_mask_logits, sample_masks,
+                                 shared_uncertain_points, uncertain_points)
 from ..utils.predictions import HeadOutputs, PredictionSets
 from ..utils.targets import SegTargets
 
@@ -28,6 +29,14 @@ class MaskDINOCriterion(BaseModule):
     ranks, at least 1; times the DN groups for DN sets). Masks enter as matched-query logits
     (:func:`matched_mask_logits`), sampled at ``num_points`` points per mask: 75% the most
     uncertain of ``oversample_ratio x num_points`` random candidates, the rest random (PointRend).
+
+    With ``share_points`` (default) the random numbers are drawn once per step: the matcher's
+    points once per image (:class:`MatchPoints`: the pixel embedding and GT are read there once for
+    the 11 matching sets), the mask-loss candidates and random points once per target
+    (:class:`TargetPoints`: GT read once for the 21 sets and the denoising groups). Each set still
+    keeps its own most uncertain candidates. Upstream draws for every set and pair; each set's
+    loss has the same distribution either way, and the values are equal when the draws are (under
+    fixture C's shape-keyed generator). ``share_points=False`` draws as upstream.
 
     Loss keys: ``loss_{cls,bbox,iou,mask,dice}`` (last layer), ``d{i}.*`` (initial prediction
     ``d0`` and the other layers), ``interm.*``, ``dn.*`` and ``dn.d{i}.*``.
@@ -47,6 +56,8 @@ class MaskDINOCriterion(BaseModule):
         num_points (int): Points per mask for matching and for the mask losses.
         oversample_ratio (float): Candidate points per sampled point.
         importance_sample_ratio (float): Fraction of points taken by uncertainty.
+        share_points (bool): Draw the matcher's and the mask losses' random points once per
+            step and share them across the prediction sets (see above). Default True.
     """
 
     def __init__(self,
@@ -62,7 +73,8 @@ class MaskDINOCriterion(BaseModule):
                  assigner: ConfigType = DEFAULT_ASSIGNER,
                  num_points: int = 12544,
                  oversample_ratio: float = 3.0,
-                 importance_sample_ratio: float = 0.75) -> None:
+                 importance_sample_ratio: float = 0.75,
+                 share_points: bool = True) -> None:
         super().__init__()
         self.num_things_classes = num_things_classes
         self.num_classes = num_things_classes + num_stuff_classes
@@ -76,6 +88,7 @@ class MaskDINOCriterion(BaseModule):
         self.num_points = num_points
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
+        self.share_points = share_points
         self.use_sigmoid_cls = bool(getattr(self.loss_cls, 'use_sigmoid', False))
 
     @property
@@ -117,14 +130,17 @@ class MaskDINOCriterion(BaseModule):
         num_gt = self.num_gt(targets, outputs.layers.cls_logits)
         features = outputs.mask_features
         features_hwc = features.detach().float().permute(0, 2, 3, 1).contiguous()  # matching
+        match_points, loss_points = self.draw_points(features_hwc, targets)
+        if loss_points is not None:
+            set_inputs = dict(set_inputs, loss_points=loss_points)
         names = [f'd{i}.' for i in range(len(outputs.layers) - 1)] + ['']
         losses = {}
         for prefix, preds in zip(names, outputs.layers):
-            indices = self.match(preds, features_hwc, targets)
+            indices = self.match(preds, features_hwc, targets, match_points)
             losses.update(_prefixed(prefix, self.loss_by_feat_single(
                 preds, features, targets, indices, num_gt, **set_inputs)))
         if outputs.interm is not None:
-            indices = self.match(outputs.interm, features_hwc, targets)
+            indices = self.match(outputs.interm, features_hwc, targets, match_points)
             losses.update(_prefixed('interm.', self.loss_by_feat_single(
                 outputs.interm, features, targets, indices, num_gt, **set_inputs)))
         if outputs.dn is not None:
@@ -135,34 +151,56 @@ class MaskDINOCriterion(BaseModule):
                     preds, features, targets, indices, dn_norm, **set_inputs)))
         return losses
 
+    def draw_points(self, features_hwc: Tensor, targets: List[SegTargets]
+                    ) -> Tuple[Optional[List[Optional[MatchPoints]]],
+                               Optional[List[TargetPoints]]]:
+        """The step's shared random points (``share_points``; ``(None, None)`` otherwise).
+
+        Returns:
+            tuple: Per image, the matcher's :class:`MatchPoints` (None for an image without
+            targets) and the mask losses' :class:`TargetPoints`.
+        """
+        if not self.share_points:
+            return None, None
+        with torch.no_grad(), torch.autocast(features_hwc.device.type, enabled=False):
+            match_points = [self.matcher.draw_points(features_hwc[b], t) if len(t) else None
+                            for b, t in enumerate(targets)]
+            loss_points = [TargetPoints.draw(t.masks, self.num_points, self.oversample_ratio,
+                                             self.importance_sample_ratio) for t in targets]
+        return match_points, loss_points
+
     @staticmethod
     def num_gt(targets: List[SegTargets], like: Tensor) -> float:
         """Targets per rank: the batch's count averaged across ranks, at least 1."""
         count = like.new_tensor(float(sum(len(t) for t in targets)))
         return max(reduce_mean(count).item(), 1.0)
 
-    def match(self, preds: PredictionSets, features_hwc: Tensor,
-              targets: List[SegTargets]) -> List[Tensor]:
+    def match(self, preds: PredictionSets, features_hwc: Tensor, targets: List[SegTargets],
+              points: Optional[List[Optional[MatchPoints]]] = None) -> List[Tensor]:
         """Hybrid matching of one prediction set, image by image.
 
         Args:
             preds (PredictionSets): One set.
             features_hwc (Tensor): (bs, h, w, mask_dims) pixel embedding, channels last.
             targets (list[SegTargets]): One per image.
+            points (list[MatchPoints], optional): Per image, the step's shared matcher points
+                (the matcher draws its own when None).
 
         Returns:
             list[Tensor]: Per image, (2, m) long ``(query index, gt index)``.
         """
         return [
             self.matcher(preds.cls_logits[0, b], preds.boxes[0, b], preds.mask_embeds[0, b],
-                         features_hwc[b], t, self.box_supervised(t.labels))
+                         features_hwc[b], t, self.box_supervised(t.labels),
+                         None if points is None else points[b])
             for b, t in enumerate(targets)
         ]
 
     # ------------------------------------------------------------------ one set
     def loss_by_feat_single(self, preds: PredictionSets, mask_features: Tensor,
-                            targets: List[SegTargets], indices: List[Tensor],
-                            num_gt: float) -> Dict[str, Tensor]:
+                            targets: List[SegTargets], indices: List[Tensor], num_gt: float,
+                            loss_points: Optional[List[TargetPoints]] = None
+                            ) -> Dict[str, Tensor]:
         """Losses of one prediction set given its pairs (mmdet's ``_loss_by_feat_single``).
 
         Args:
@@ -171,6 +209,8 @@ class MaskDINOCriterion(BaseModule):
             targets (list[SegTargets]): One per image.
             indices (list[Tensor]): Per image, (2, m) ``(query index, gt index)``.
             num_gt (float): Normaliser.
+            loss_points (list[TargetPoints], optional): Per image, the step's shared mask-loss
+                points (drawn per pair when None).
         """
         logits, boxes, embeds = preds.cls_logits[0], preds.boxes[0], preds.mask_embeds[0]
         loss_cls = self._class_loss(logits, targets, indices, num_gt)
@@ -186,7 +226,8 @@ class MaskDINOCriterion(BaseModule):
                                                self.box_supervised(gt_labels), num_gt)
         with torch.autocast(embeds.device.type, enabled=False):
             pred_masks = matched_mask_logits(embeds.float(), mask_features.float(), indices)
-            loss_mask, loss_dice = self._mask_losses(pred_masks, targets, indices, num_gt)
+            loss_mask, loss_dice = self._mask_losses(pred_masks, targets, indices, num_gt,
+                                                     loss_points)
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_iou=loss_iou,
                     loss_mask=loss_mask, loss_dice=loss_dice)
 
@@ -219,7 +260,8 @@ class MaskDINOCriterion(BaseModule):
         return loss_bbox, loss_iou
 
     def _mask_losses(self, pred_masks: Tensor, targets: List[SegTargets],
-                     indices: List[Tensor], num_gt: float) -> Tuple[Tensor, Tensor]:
+                     indices: List[Tensor], num_gt: float,
+                     loss_points: Optional[List[TargetPoints]] = None) -> Tuple[Tensor, Tensor]:
         """Point-sampled BCE and dice with importance sampling (PointRend / Mask2Former).
 
         Args:
@@ -228,18 +270,30 @@ class MaskDINOCriterion(BaseModule):
             targets (list[SegTargets]): One per image (GT read at the points only).
             indices (list[Tensor]): Per image, (2, m_b) ``(query index, gt index)``.
             num_gt (float): Normaliser.
+            loss_points (list[TargetPoints], optional): Per image, shared draws of the targets
+                (:func:`shared_uncertain_points`); drawn here per pair when None.
         """
         with torch.no_grad():
-            points = uncertain_points(pred_masks.detach(), self.num_points, self.oversample_ratio,
-                                      self.importance_sample_ratio)
-            per_image = points.split([idx.size(1) for idx in indices])
-            gt_points = torch.cat([sample_masks(t.masks, idx[1], p)
-                                   for t, idx, p in zip(targets, indices, per_image)])
+            if loss_points is not None:
+                points, gt_points = shared_uncertain_points(
+                    pred_masks.detach(), loss_points, [idx[1] for idx in indices])
+            else:
+                points, gt_points = self._drawn_points(pred_masks.detach(), targets, indices)
         pred_points = point_sample(pred_masks[:, None], points, align_corners=False).squeeze(1)
         loss_dice = self.loss_dice(pred_points, gt_points, avg_factor=num_gt)
         loss_mask = self.loss_mask(pred_points.reshape(-1), gt_points.reshape(-1),
                                    avg_factor=num_gt * self.num_points)
         return loss_mask, loss_dice
+
+    def _drawn_points(self, pred_masks: Tensor, targets: List[SegTargets],
+                      indices: List[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Upstream's draws: fresh points for every pair, and the GT there."""
+        points = uncertain_points(pred_masks.detach(), self.num_points, self.oversample_ratio,
+                                  self.importance_sample_ratio)
+        per_image = points.split([idx.size(1) for idx in indices])
+        gt_points = torch.cat([sample_masks(t.masks, idx[1], p)
+                               for t, idx, p in zip(targets, indices, per_image)])
+        return points, gt_points
 
 
 def _prefixed(prefix: str, losses: Dict[str, Tensor]) -> Dict[str, Tensor]:

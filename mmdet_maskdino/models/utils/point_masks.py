@@ -6,6 +6,7 @@ queries at shared points cost one sampling of ``E`` and one matrix product. Samp
 ``grid_sample``'s bilinear rule (``align_corners=False``, zero padding) written as a gather of the
 four corner pixels, which reads channels-last features and bool masks without copies.
 """
+from dataclasses import dataclass
 from typing import Iterator, List, Tuple
 
 import torch
@@ -117,6 +118,22 @@ def sample_masks(masks: Tensor, index: Tensor, points: Tensor) -> Tensor:
     return out
 
 
+def most_uncertain(mask_logits: Tensor, candidates: Tensor, num_uncertain: int) -> Tensor:
+    """Which candidates have the smallest ``|logit|`` (PointRend's uncertainty), per mask.
+
+    Args:
+        mask_logits (Tensor): (m, h, w) mask logits.
+        candidates (Tensor): (m, k, 2) normalised (x, y) candidates of each mask.
+        num_uncertain (int): How many to keep per mask.
+
+    Returns:
+        Tensor: (m, num_uncertain) long indices into the candidates (unsorted).
+    """
+    grid = candidates.mul(2).sub_(1)[:, :, None]  # grid_sample's [-1, 1] frame
+    logits = F.grid_sample(mask_logits[:, None], grid, align_corners=False)[:, 0, :, 0]
+    return logits.abs().topk(num_uncertain, dim=1, largest=False, sorted=False)[1]
+
+
 def uncertain_points(mask_logits: Tensor, num_points: int, oversample_ratio: float,
                      importance_sample_ratio: float) -> Tensor:
     """PointRend's importance sampling of the points a mask loss is computed on.
@@ -139,11 +156,93 @@ def uncertain_points(mask_logits: Tensor, num_points: int, oversample_ratio: flo
     m = mask_logits.size(0)
     num_uncertain = int(importance_sample_ratio * num_points)
     candidates = torch.rand(m, int(num_points * oversample_ratio), 2, device=mask_logits.device)
-    grid = candidates.mul(2).sub_(1)[:, :, None]  # grid_sample's [-1, 1] frame
-    logits = F.grid_sample(mask_logits[:, None], grid, align_corners=False)[:, 0, :, 0]
-    chosen = logits.abs().topk(num_uncertain, dim=1, largest=False, sorted=False)[1]
+    chosen = most_uncertain(mask_logits, candidates, num_uncertain)
     points = candidates.gather(1, chosen[..., None].expand(-1, -1, 2))
     if num_points > num_uncertain:
         rand = torch.rand(m, num_points - num_uncertain, 2, device=mask_logits.device)
         points = torch.cat([points, rand], 1)
     return points
+
+
+@dataclass
+class TargetPoints:
+    """Mask-loss points of one image's targets, drawn once per step and shared by every set.
+
+    Each target gets its candidates and its random points once; every prediction set paired with
+    it (each decoder layer, the interm output, each denoising group) keeps its own most uncertain
+    candidates, so the chosen points still depend on that set's mask. Upstream draws fresh
+    candidates for every pair of every set: the same distribution for each set, here correlated
+    across sets (and identical values under a shape-keyed generator, which fixture C uses).
+
+    Attributes:
+        candidates (Tensor): (n, k, 2) normalised (x, y) candidates per target.
+        candidate_gt (Tensor): (n, k) float GT mask values at the candidates.
+        extra (Tensor): (n, r, 2) random points appended after the chosen ones.
+        extra_gt (Tensor): (n, r) float GT mask values at ``extra``.
+        num_uncertain (int): Candidates kept per pair.
+    """
+    candidates: Tensor
+    candidate_gt: Tensor
+    extra: Tensor
+    extra_gt: Tensor
+    num_uncertain: int
+
+    @classmethod
+    def draw(cls, masks: Tensor, num_points: int, oversample_ratio: float,
+             importance_sample_ratio: float) -> 'TargetPoints':
+        """Draw the points of ``masks`` (n, H, W) (the draws of :func:`uncertain_points` with
+        one row per target) and read the GT there."""
+        n, device = masks.size(0), masks.device
+        num_uncertain = int(importance_sample_ratio * num_points)
+        candidates = torch.rand(n, int(num_points * oversample_ratio), 2, device=device)
+        extra = torch.rand(n, num_points - num_uncertain, 2, device=device)
+        index = torch.arange(n, device=device)
+        return cls(candidates, sample_masks(masks, index, candidates), extra,
+                   sample_masks(masks, index, extra), num_uncertain)
+
+
+def shared_uncertain_points(mask_logits: Tensor, shared: List[TargetPoints],
+                            gt_index: List[Tensor]) -> Tuple[Tensor, Tensor]:
+    """:func:`uncertain_points` from each pair's target's shared draws, and the GT there.
+
+    Args:
+        mask_logits (Tensor): (m, h, w) mask logits of the pairs (images in batch order).
+        shared (list[TargetPoints]): Per image.
+        gt_index (list[Tensor]): Per image, (m_b,) long target of each pair.
+
+    Returns:
+        tuple: ``points`` (m, num_points, 2) and ``gt_points`` (m, num_points) float: the chosen
+        candidates, then the target's random points.
+    """
+    candidates = torch.cat([s.candidates[i] for s, i in zip(shared, gt_index)])
+    chosen = most_uncertain(mask_logits, candidates, shared[0].num_uncertain)
+    points = torch.cat([candidates.gather(1, chosen[..., None].expand(-1, -1, 2)),
+                        torch.cat([s.extra[i] for s, i in zip(shared, gt_index)])], 1)
+    gt = torch.cat([torch.cat([s.candidate_gt[i] for s, i in zip(shared, gt_index)])
+                    .gather(1, chosen),
+                    torch.cat([s.extra_gt[i] for s, i in zip(shared, gt_index)])], 1)
+    return points, gt
+
+
+@dataclass
+class MatchPoints:
+    """The matcher's points of one image, drawn once per step and shared by the matching sets.
+
+    Attributes:
+        points (Tensor): (num_points, 2) normalised (x, y).
+        features (Tensor): (num_points, mask_dims) pixel embedding there (fp32).
+        gt (Tensor): (n, num_points) float GT mask values there.
+    """
+    points: Tensor
+    features: Tensor
+    gt: Tensor
+
+    @classmethod
+    def draw(cls, features_hwc: Tensor, masks: Tensor, num_points: int) -> 'MatchPoints':
+        """``torch.rand(1, num_points, 2)`` (upstream's matcher draw), then the (h, w, C) pixel
+        embedding and the (n, H, W) masks read there."""
+        points = torch.rand((1, num_points, 2), device=features_hwc.device)[0]
+        n = masks.size(0)
+        gt = sample_masks(masks, torch.arange(n, device=points.device),
+                          points.expand(n, -1, -1))
+        return cls(points, sample_features(features_hwc.float(), points), gt)

@@ -219,9 +219,12 @@ class UPDETRCriterion(MaskDINOCriterion):
 
     def loss_by_feat_single(self, preds: PredictionSets, mask_features: Tensor,
                             targets: List[SegTargets], indices: List[Tensor], num_gt: float,
-                            patch_feats: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        """Mask DINO's losses of one set and ``loss_rec`` of its matched queries."""
-        losses = super().loss_by_feat_single(preds, mask_features, targets, indices, num_gt)
+                            patch_feats: Optional[Tensor] = None,
+                            **kwargs) -> Dict[str, Tensor]:
+        """Mask DINO's losses of one set (``kwargs``: those of
+        :meth:`MaskDINOCriterion.loss_by_feat_single`) and ``loss_rec`` of its matched queries."""
+        losses = super().loss_by_feat_single(preds, mask_features, targets, indices, num_gt,
+                                             **kwargs)
         losses['loss_rec'] = self.loss_rec_weight * self._reconstruction_loss(
             preds.query_states[0], patch_feats, indices, num_gt)
         return losses
