@@ -54,7 +54,7 @@ train_dataloader = dict(
         pipeline=train_pipeline))
 val_dataloader = dict(
     dataset=dict(
-        type='CocoPanopticDataset',
+        type='CheckedCocoPanopticDataset',  # checked as the training split
         metainfo=metainfo,
         ann_file='annotations/panoptic_val.json',
         data_prefix=dict(img='val/', seg='annotations/panoptic_val/'),

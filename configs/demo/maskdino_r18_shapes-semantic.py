@@ -62,7 +62,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     dataset=dict(
         _delete_=True,
-        type='ADE20KSegDataset',
+        type='CheckedADE20KSegDataset',  # checked as the training split
         data_root=data_root,
         metainfo=metainfo,
         data_prefix=dict(img_path='val', seg_map_path='annotations/semantic_val'),

@@ -35,7 +35,6 @@ model = dict(
         ])),
     test_cfg=dict(_delete_=True, panoptic_on=False, semantic_on=True, instance_on=False))
 
-dataset_type = 'ADE20KSegDataset'
 data_root = 'data/ADEChallengeData2016/'
 train_pipeline = [
     dict(type='LoadImageFromFile', to_float32=True, backend_args={{_base_.backend_args}}),
@@ -67,7 +66,8 @@ train_dataloader = dict(
 val_dataloader = dict(
     dataset=dict(
         _delete_=True,
-        type=dataset_type,
+        type='CheckedADE20KSegDataset',  # checked as the training split
+        reduce_zero_label=True,
         data_root=data_root,
         data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
         pipeline=test_pipeline))

@@ -27,7 +27,6 @@ model = dict(
     test_cfg=dict(panoptic_on=True, semantic_on=True, instance_on=True, object_mask_thr=0.25,
                   iou_thr=0.8, temperature=0.06))
 
-dataset_type = 'CocoPanopticDataset'
 data_root = 'data/coco/'
 train_pipeline = [
     dict(type='LoadImageFromFile', to_float32=True, backend_args={{_base_.backend_args}}),
@@ -61,7 +60,7 @@ train_dataloader = dict(
         pipeline=train_pipeline))
 val_dataloader = dict(
     dataset=dict(
-        type=dataset_type,
+        type='CheckedCocoPanopticDataset',  # checked as the training split
         data_root=data_root,
         ann_file='annotations/panoptic_val2017.json',
         data_prefix=dict(img='val2017/', seg='annotations/panoptic_val2017/'),

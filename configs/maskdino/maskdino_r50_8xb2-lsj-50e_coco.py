@@ -136,7 +136,9 @@ train_dataloader = dict(
     # CocoDataset + annotations and image sizes checked once before training (data_check='error');
     # data_check='skip' drops bad annotations / images and logs the count instead of stopping
     dataset=dict(type='CheckedCocoDataset', pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+# the val / test split checked the same way (a bad annotation or a missing image is an error naming
+# json, image and annotation before training starts, not when evaluation reaches it)
+val_dataloader = dict(dataset=dict(type='CheckedCocoDataset', pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 # optimizer (upstream's build_optimizer): AdamW, backbone lr x0.1, no weight decay on norm layers and

@@ -9,12 +9,13 @@ from mmdet.datasets import CocoDataset, CocoPanopticDataset
 from mmdet.registry import DATASETS
 from .checks import (DataError, DataReport, check_coco_instances, check_coco_panoptic,
                      check_policy, drop_counts, log_skipped)
+from .dropped import DropTrackingMixin
 
 __all__ = ['CheckedCocoDataset', 'CheckedCocoPanopticDataset']
 
 
 @DATASETS.register_module()
-class CheckedCocoDataset(CocoDataset):
+class CheckedCocoDataset(DropTrackingMixin, CocoDataset):
     """MMDetection's :class:`CocoDataset` with its annotations and images checked before training.
 
     Checked: required fields, ``metainfo.classes`` against the json's category names, unknown
@@ -28,11 +29,16 @@ class CheckedCocoDataset(CocoDataset):
             is always an error).
         check_images (bool): Open every image header (fast; no pixel decoding).
         with_mask (bool): Annotations must have a ``segmentation``.
+        on_dropped (str): When the training pipeline returns None for an image: ``'replace'``
+            (default; a random other image, recorded for :class:`DroppedSamplesHook`) or
+            ``'error'`` (:class:`DataError` naming the image and the transform). See
+            :class:`DropTrackingMixin`.
         *args, **kwargs: :class:`CocoDataset`'s arguments.
     """
 
     def __init__(self, *args, data_check: str = 'error', check_images: bool = True,
-                 with_mask: bool = True, **kwargs) -> None:
+                 with_mask: bool = True, on_dropped: str = 'replace', **kwargs) -> None:
+        self._init_drop_tracking(on_dropped)
         self.data_check = check_policy(data_check)
         self.check_images, self.with_mask = check_images, with_mask
         super().__init__(*args, **kwargs)
@@ -47,7 +53,7 @@ class CheckedCocoDataset(CocoDataset):
 
 
 @DATASETS.register_module()
-class CheckedCocoPanopticDataset(CocoPanopticDataset):
+class CheckedCocoPanopticDataset(DropTrackingMixin, CocoPanopticDataset):
     """MMDetection's :class:`CocoPanopticDataset` with its annotations checked before training.
 
     Checked: required fields, ``metainfo.classes`` against the json's category names, unknown
@@ -62,11 +68,13 @@ class CheckedCocoPanopticDataset(CocoPanopticDataset):
     Args:
         data_check (str): ``'error'`` (default) or ``'skip'``.
         check_images (bool): Open every image and PNG header.
+        on_dropped (str): ``'replace'`` (default) or ``'error'``, as :class:`CheckedCocoDataset`.
         *args, **kwargs: :class:`CocoPanopticDataset`'s arguments.
     """
 
     def __init__(self, *args, data_check: str = 'error', check_images: bool = True,
-                 **kwargs) -> None:
+                 on_dropped: str = 'replace', **kwargs) -> None:
+        self._init_drop_tracking(on_dropped)
         self.data_check, self.check_images = check_policy(data_check), check_images
         super().__init__(*args, **kwargs)
 

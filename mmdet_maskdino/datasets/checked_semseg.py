@@ -7,12 +7,13 @@ import numpy as np
 from mmdet.datasets import ADE20KSegDataset
 from mmdet.registry import DATASETS
 from .checks import DataProblem, DataReport, check_policy, log_skipped
+from .dropped import DropTrackingMixin
 
 __all__ = ['CheckedADE20KSegDataset']
 
 
 @DATASETS.register_module()
-class CheckedADE20KSegDataset(ADE20KSegDataset):
+class CheckedADE20KSegDataset(DropTrackingMixin, ADE20KSegDataset):
     """MMDetection's :class:`ADE20KSegDataset` (a folder of images + label PNGs) with every label map
     checked before training: it exists, has its image's size, and holds only labels in
     ``[0, num_classes)`` or ``ignore_index`` (values outside would otherwise be trained on as other
@@ -23,11 +24,14 @@ class CheckedADE20KSegDataset(ADE20KSegDataset):
         ignore_index (int): The void label (255).
         reduce_zero_label (bool): The label maps store ``label + 1`` with 0 as void (the
             pipeline's ``reduce_zero_label``): raw values are then checked in ``[0, num_classes]``.
+        on_dropped (str): ``'replace'`` (default) or ``'error'``, as :class:`CheckedCocoDataset`.
         *args, **kwargs: :class:`ADE20KSegDataset`'s arguments.
     """
 
     def __init__(self, *args, data_check: str = 'error', ignore_index: int = 255,
-                 reduce_zero_label: bool = False, **kwargs) -> None:
+                 reduce_zero_label: bool = False, on_dropped: str = 'replace',
+                 **kwargs) -> None:
+        self._init_drop_tracking(on_dropped)
         self.data_check, self.ignore_index = check_policy(data_check), ignore_index
         self.reduce_zero_label = reduce_zero_label
         super().__init__(*args, **kwargs)
