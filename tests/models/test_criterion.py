@@ -16,6 +16,7 @@ from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmdet_maskdino.models.layers import MaskDINODnQueryGenerator
 from mmdet_maskdino.models.task_modules import DEFAULT_ASSIGNER
 from mmdet_maskdino.models.utils import (HeadOutputs, PredictionSets, SegTargets, TargetPoints,
+                                         candidate_logits,
                                          point_mask_logits, sample_masks,
                                          shared_uncertain_points, targets_as_samples)
 from mmdet_maskdino.testing import build_small_maskdino, make_det_batch
@@ -214,6 +215,18 @@ def test_shared_points_keep_each_sets_own_uncertain_candidates():
         torch.testing.assert_close(got.abs().sort().values, expected)
         torch.testing.assert_close(points[m, 37:], shared.extra[j])
     assert not torch.equal(points[0, :37], points[2, :37])  # same target, own choice
+
+
+@pytest.mark.parametrize('index', [[1, 0, 2, 0, 2, 1], [2, 0, 1], [1, 0, 1]])
+def test_candidate_logits_equal_per_pair_point_sample(index):
+    """Grouped (every target has the same number of pairs: their maps as channels) and per-pair
+    (other cases) sampling give each pair's map at its target's candidates."""
+    gen = torch.Generator().manual_seed(6)
+    logits = torch.randn(len(index), 12, 17, generator=gen)
+    candidates = torch.rand(3, 40, 2, generator=gen)
+    index = torch.tensor(index)
+    expected = point_sample(logits[:, None], candidates[index]).squeeze(1)
+    torch.testing.assert_close(candidate_logits(logits, candidates, index), expected)
 
 
 def test_sample_masks_equals_point_sample_of_gathered_masks():

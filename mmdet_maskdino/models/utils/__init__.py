@@ -2,7 +2,8 @@ from .box_init import BoxInitType, init_anchor_boxes, mask2box_bitmask, mask2box
 from .finite import (NonFiniteError, check_finite_inputs, check_finite_losses,
                      check_finite_tensors, training_position)
 from .levels import flatten_levels, level_shapes
-from .point_masks import (MatchPoints, TargetPoints, bilinear_corners, matched_mask_logits,
+from .point_masks import (MatchPoints, TargetPoints, bilinear_corners, candidate_logits,
+                          matched_mask_logits,
                           most_uncertain, point_mask_logits, sample_features, sample_masks,
                           shared_uncertain_points, uncertain_points)
 from .predictions import HeadOutputs, PredictionSets, mask_logits, split_dn_queries
@@ -14,6 +15,6 @@ __all__ = ['BoxInitType', 'init_anchor_boxes', 'mask2box_bitmask', 'mask2box_tig
            'PredictionSets',
            'mask_logits', 'split_dn_queries', 'matched_mask_logits', 'point_mask_logits',
            'sample_masks', 'bilinear_corners', 'sample_features', 'uncertain_points',
-           'most_uncertain', 'shared_uncertain_points', 'MatchPoints', 'TargetPoints',
+           'most_uncertain', 'shared_uncertain_points', 'candidate_logits', 'MatchPoints', 'TargetPoints',
            'SegTargets', 'build_targets', 'stuff_targets', 'targets_as_samples', 'NonFiniteError',
            'check_finite_inputs', 'check_finite_losses', 'check_finite_tensors', 'training_position']

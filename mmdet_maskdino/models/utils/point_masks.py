@@ -205,6 +205,11 @@ def shared_uncertain_points(mask_logits: Tensor, shared: List[TargetPoints],
                             gt_index: List[Tensor]) -> Tuple[Tensor, Tensor]:
     """:func:`uncertain_points` from each pair's target's shared draws, and the GT there.
 
+    Pairs sharing a target read their logits at the same candidates, so when every target of an
+    image has the same number of pairs (a denoising set: one per group; a matching set: one), the
+    maps of a target's pairs are sampled as the channels of one ``grid_sample`` call (one set of
+    bilinear weights per candidate) and no per-pair copy of the candidates is made.
+
     Args:
         mask_logits (Tensor): (m, h, w) mask logits of the pairs (images in batch order).
         shared (list[TargetPoints]): Per image.
@@ -214,14 +219,50 @@ def shared_uncertain_points(mask_logits: Tensor, shared: List[TargetPoints],
         tuple: ``points`` (m, num_points, 2) and ``gt_points`` (m, num_points) float: the chosen
         candidates, then the target's random points.
     """
-    candidates = torch.cat([s.candidates[i] for s, i in zip(shared, gt_index)])
-    chosen = most_uncertain(mask_logits, candidates, shared[0].num_uncertain)
-    points = torch.cat([candidates.gather(1, chosen[..., None].expand(-1, -1, 2)),
-                        torch.cat([s.extra[i] for s, i in zip(shared, gt_index)])], 1)
-    gt = torch.cat([torch.cat([s.candidate_gt[i] for s, i in zip(shared, gt_index)])
-                    .gather(1, chosen),
-                    torch.cat([s.extra_gt[i] for s, i in zip(shared, gt_index)])], 1)
-    return points, gt
+    num_uncertain = shared[0].num_uncertain
+    points, gt = [], []
+    for logits, s, index in zip(mask_logits.split([i.numel() for i in gt_index]), shared,
+                                gt_index):
+        if index.numel() == 0:
+            continue
+        chosen = candidate_logits(logits, s.candidates, index).abs().topk(
+            num_uncertain, dim=1, largest=False, sorted=False)[1]
+        flat = (index[:, None] * s.candidates.size(1) + chosen).view(-1)  # into (n * k)
+        points.append(torch.cat([s.candidates.view(-1, 2).index_select(0, flat)
+                                 .view(*chosen.shape, 2), s.extra[index]], 1))
+        gt.append(torch.cat([s.candidate_gt.view(-1).index_select(0, flat).view(chosen.shape),
+                             s.extra_gt[index]], 1))
+    if not points:
+        k = shared[0].extra.size(1) + num_uncertain
+        return mask_logits.new_zeros((0, k, 2)), mask_logits.new_zeros((0, k))
+    return torch.cat(points), torch.cat(gt)
+
+
+def candidate_logits(logits: Tensor, candidates: Tensor, index: Tensor) -> Tensor:
+    """Bilinear samples of each pair's logit map at its target's candidates.
+
+    Args:
+        logits (Tensor): (m, h, w) logit maps of one image's pairs.
+        candidates (Tensor): (n, k, 2) normalised candidates of the image's targets.
+        index (Tensor): (m,) long target of each pair.
+
+    Returns:
+        Tensor: (m, k), as ``grid_sample`` of ``logits[i]`` at ``candidates[index[i]]``.
+    """
+    n, m = candidates.size(0), index.numel()
+    counts = torch.bincount(index, minlength=n)
+    groups = m // n if m % n == 0 else 0
+    grid = None
+    if groups and bool((counts == groups).all()):  # targets as rows, their pairs as channels
+        order = torch.argsort(index, stable=True)
+        grid = candidates.mul(2).sub_(1)[:, :, None]
+        sampled = F.grid_sample(logits[order].view(n, groups, *logits.shape[1:]), grid,
+                                align_corners=False)  # (n, groups, k, 1)
+        out = torch.empty_like(sampled.view(m, -1))
+        out[order] = sampled.view(m, -1)
+        return out
+    grid = candidates[index].mul_(2).sub_(1)[:, :, None]
+    return F.grid_sample(logits[:, None], grid, align_corners=False)[:, 0, :, 0]
 
 
 @dataclass
