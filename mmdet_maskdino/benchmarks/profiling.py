@@ -145,13 +145,20 @@ def _map_tensors(out, fn: Callable[[List[Tensor]], Tuple[Tensor, ...]]):
 
 @contextmanager
 def patched(owner, name: str, scope: str) -> Iterator[None]:
-    """Temporarily replace ``owner.name`` with its :func:`scoped` version."""
-    original = getattr(owner, name)
-    setattr(owner, name, scoped(original, scope))
+    """Temporarily replace ``owner.name`` with its :func:`scoped` version (a classmethod or
+    staticmethod of a class is restored as the descriptor it was)."""
+    raw = vars(owner).get(name, None) if hasattr(owner, '__dict__') else None
+    if isinstance(raw, (classmethod, staticmethod)):  # keep it a descriptor of its kind
+        setattr(owner, name, type(raw)(scoped(raw.__func__, scope)))
+    else:
+        setattr(owner, name, scoped(getattr(owner, name), scope))
     try:
         yield
     finally:
-        setattr(owner, name, original)
+        if raw is not None:
+            setattr(owner, name, raw)
+        else:
+            delattr(owner, name)  # it was inherited
 
 
 def profile_rows(events, scopes_prefix: str, repeats: int, total_us: float) -> List[tuple]:

@@ -6,7 +6,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from mmdet_maskdino.benchmarks.profiling import BackwardTimer, _map_tensors
+from mmdet_maskdino.benchmarks.profiling import BackwardTimer, _map_tensors, patched
 
 
 class _SlowBackward(torch.autograd.Function):
@@ -75,3 +75,23 @@ def test_map_tensors_keeps_structure_and_skips_tensors_without_grad():
     assert out.pair.a.tolist() == [2, 2] and out.pair.b[0].tolist() == [4, 4]
     assert out.pair.b[1]['k'].tolist() == [6, 6]
     assert _map_tensors((plain, 'x'), double) == (plain, 'x')
+
+
+class _Drawn:
+    @classmethod
+    def draw(cls, x):
+        return cls.__name__, x
+
+
+class _Child(_Drawn):
+    pass
+
+
+def test_patched_scopes_calls_and_restores_classmethods_and_inherited_attributes():
+    with torch.profiler.profile() as prof:
+        with patched(_Drawn, 'draw', 'scope/draw'), patched(_Child, 'draw', 'scope/child'):
+            assert _Drawn.draw(1) == ('_Drawn', 1) and _Child.draw(2) == ('_Child', 2)
+    names = [e.key for e in prof.key_averages()]
+    assert 'scope/draw' in names and 'scope/child' in names
+    assert isinstance(vars(_Drawn)['draw'], classmethod) and 'draw' not in vars(_Child)
+    assert _Child.draw(3) == ('_Child', 3)  # bound to the subclass again

@@ -61,8 +61,12 @@ def instrument(model, timer: BackwardTimer, stack: ExitStack) -> None:
     if criterion is None or not hasattr(criterion, 'loss_by_feat_single'):
         return
     from mmdet_maskdino.models.losses import maskdino_criterion as crit_module
-    for fn in ('uncertain_points', 'sample_masks'):
+    from mmdet_maskdino.models.utils.point_masks import MatchPoints, TargetPoints
+    # upstream's per-set draws (share_points=False) and the shared ones (default)
+    for fn in ('uncertain_points', 'sample_masks', 'shared_uncertain_points'):
         stack.enter_context(patched(crit_module, fn, CRIT + 'point sampling'))
+    for cls in (MatchPoints, TargetPoints):  # once per image and step (shared points)
+        stack.enter_context(patched(cls, 'draw', CRIT + 'point drawing (once per step)'))
     criterion.match = scoped(criterion.match, CRIT + 'matching (costs + Hungarian)')
     layer_sets = head.decoder.num_layers + int(head.initial_pred)
     interm_sets = int(getattr(head, 'two_stage', False))
