@@ -5,8 +5,9 @@ The exported graph maps a preprocessed (normalised, padded) batch to the last de
 predictions; post-processing (top-k, mask upsampling, panoptic / semantic fusion) stays in
 Python, in :class:`MaskDINOFusionHead`, so the ONNX Runtime detector returns the same
 ``DetDataSample``s as the PyTorch model. The image size is dynamic: level sizes are read off the
-feature maps (symbolic in the trace) and deformable attention is exported through ``grid_sample``
-(ONNX ``GridSample``, opset >= 16), no custom op.
+feature maps (symbolic in the trace) and deformable attention is exported as a gather in
+standard ONNX ops (``Gather`` + ``MatMul`` per bilinear corner, see
+:func:`~mmdet_maskdino.models.layers.msda_gather.multi_scale_deformable_attn_export`), no custom op.
 """
 from typing import Optional, Sequence, Tuple, Union
 
@@ -51,14 +52,15 @@ def export_onnx(detector: nn.Module, out_file: str, shape: Tuple[int, int] = (51
         detector (nn.Module): A :class:`MaskDINO` (put in eval mode here).
         out_file (str): The ``.onnx`` file written.
         shape (tuple): ``(H, W)`` of the example input used for tracing.
-        opset (int): ONNX opset (>= 16, for ``GridSample``).
+        opset (int): ONNX opset (>= 16, the opsets the export is tested with).
         dynamic (bool): Batch size, height and width as dynamic axes.
 
     Returns:
         str: ``out_file``.
     """
     if opset < MIN_OPSET:
-        raise ValueError(f'opset {opset} < {MIN_OPSET}: deformable attention needs GridSample')
+        raise ValueError(f'opset {opset} < {MIN_OPSET}: the export is tested with opset >= '
+                         f'{MIN_OPSET} only')
     detector.eval()
     module = MaskDINOExportModule(detector).eval()
     example = torch.randn(1, 3, *shape, device=next(detector.parameters()).device)

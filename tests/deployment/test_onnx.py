@@ -8,6 +8,7 @@ pytest.importorskip('onnxruntime', reason='the deploy extra (pip install .[deplo
 pytest.importorskip('onnx', reason='the deploy extra (pip install .[deploy])')
 
 from mmdet_maskdino.deployment import ONNXRuntimeMaskDINO, export_onnx  # noqa: E402
+from mmdet_maskdino.models.layers.fp32_deform_attn import Fp32MultiScaleDeformableAttention  # noqa: E402,E501
 from mmdet_maskdino.testing import get_repo_config, make_det_batch  # noqa: E402
 
 
@@ -79,9 +80,22 @@ def test_demo_model_export_matches_pytorch_at_other_sizes_and_after_postprocessi
         assert (ours.masks != ref.masks).float().mean() < 1e-3
 
 
-def test_export_rejects_an_opset_without_grid_sample(tmp_path):
+def test_export_uses_standard_ops_and_no_grid_sample(tmp_path):
+    """Deformable attention is exported as Gather + MatMul (issue 22): no GridSample, no custom
+    domain, and one Gather per bilinear corner of every deformable attention layer."""
+    import onnx
     _, model = _build('demo/maskdino_r18_shapes.py')
-    with pytest.raises(ValueError, match='GridSample'):
+    graph = onnx.load(export_onnx(model, str(tmp_path / 'demo.onnx'), shape=(128, 128))).graph
+    ops = [n.op_type for n in graph.node]
+    assert 'GridSample' not in ops
+    assert {n.domain for n in graph.node} <= {'', 'ai.onnx'}
+    msda = sum(isinstance(m, Fp32MultiScaleDeformableAttention) for m in model.modules())
+    assert msda > 0 and ops.count('MatMul') >= 4 * msda
+
+
+def test_export_rejects_an_untested_opset(tmp_path):
+    _, model = _build('demo/maskdino_r18_shapes.py')
+    with pytest.raises(ValueError, match='opset >= 16'):
         export_onnx(model, str(tmp_path / 'x.onnx'), opset=15)
 
 

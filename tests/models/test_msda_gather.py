@@ -5,7 +5,8 @@ from mmcv.ops import MultiScaleDeformableAttention
 from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
 
 from mmdet_maskdino.models.layers.fp32_deform_attn import Fp32MultiScaleDeformableAttention
-from mmdet_maskdino.models.layers.msda_gather import multi_scale_deformable_attn_gather
+from mmdet_maskdino.models.layers.msda_gather import (multi_scale_deformable_attn_export,
+                                                      multi_scale_deformable_attn_gather)
 
 
 def _inputs(bs, shapes, num_queries, heads, points, channels, outside, seed=0):
@@ -45,6 +46,24 @@ def test_forward_and_backward_equal_mmcv(bs, shapes, num_queries, heads, points,
     for ours, ref, name in zip(grads[1], grads[0], ('value', 'locations', 'attention')):
         torch.testing.assert_close(ours, ref, atol=1e-5 * ref.abs().max().item(), rtol=1e-4,
                                    msg=lambda m: f'{name}: {m}')
+
+
+@pytest.mark.parametrize('bs,shapes,num_queries,heads,points,channels,outside', [
+    (2, [(3, 5), (7, 4), (1, 1)], 9, 3, 2, 5, 0.2),
+    (1, [(16, 24), (8, 12), (4, 6), (2, 3)], 40, 8, 4, 32, 0.05),
+    (2, [(5, 4), (2, 3)], 11, 2, 3, 4, 3.0),
+])
+def test_export_formulation_equals_mmcv(bs, shapes, num_queries, heads, points, channels,
+                                        outside):
+    """The ONNX export's Gather + MatMul formulation: mmcv's numbers, borders and far-outside
+    corners included."""
+    value, shapes, _, loc, attn = _inputs(bs, shapes, num_queries, heads, points, channels,
+                                          outside)
+    ours = multi_scale_deformable_attn_export(value, shapes, [tuple(s) for s in shapes.tolist()],
+                                              loc, attn)
+    ref = multi_scale_deformable_attn_pytorch(value, shapes, loc, attn)
+    assert ours.shape == (bs, num_queries, heads * channels)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize('ref_dims', [2, 4])

@@ -5,12 +5,11 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
-from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from mmdet.models.layers.transformer import DeformableDetrTransformerEncoder
-from .msda_gather import multi_scale_deformable_attn_gather
+from .msda_gather import multi_scale_deformable_attn_export, multi_scale_deformable_attn_gather
 
 
 def _fp32(x):
@@ -37,8 +36,9 @@ class Fp32MultiScaleDeformableAttention(MultiScaleDeformableAttention):
     mmcv's forward (its CUDA kernel). On the CPU, where mmcv samples level by level with
     ``grid_sample``, the same projections feed :func:`multi_scale_deformable_attn_gather` (one
     weighted gather over all levels; same numbers up to float rounding). When traced for ONNX
-    export, the same projections feed mmcv's ``grid_sample`` path with the level sizes of the
-    ``level_shapes`` argument (symbolic: the exported graph takes any image size; opset >= 16).
+    export, the same projections feed :func:`multi_scale_deformable_attn_export` (the gather in
+    standard ONNX ops, ``Gather`` + ``MatMul`` per corner) with symbolic level sizes: the exported
+    graph takes any image size.
     Same parameters and state-dict keys as the parent.
     """
 
@@ -91,8 +91,8 @@ class Fp32MultiScaleDeformableAttention(MultiScaleDeformableAttention):
             if level_shapes is None:
                 raise ValueError('exporting deformable attention needs level_shapes (the (h, w) '
                                  'of every level read off the feature maps)')
-            sampled = multi_scale_deformable_attn_pytorch(value, level_shapes, locations,
-                                                          attention)
+            sampled = multi_scale_deformable_attn_export(value, spatial_shapes, level_shapes,
+                                                         locations, attention)
         else:
             sampled = multi_scale_deformable_attn_gather(value, spatial_shapes,
                                                          level_start_index, locations, attention)

@@ -16,7 +16,7 @@ written out (:class:`_DeformableGather`): only the padded table and the inputs a
 corners are recomputed, the table gradient is scattered slice by slice, and the location /
 attention gradients follow from the bilinear weights' derivatives.
 """
-from typing import List, NamedTuple, Tuple
+from typing import List, NamedTuple, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -194,3 +194,65 @@ def multi_scale_deformable_attn_gather(value: Tensor, spatial_shapes: Tensor,
     """
     return _DeformableGather.apply(value.contiguous(), spatial_shapes, level_start_index,
                                    sampling_locations.contiguous(), attention_weights.contiguous())
+
+
+def multi_scale_deformable_attn_export(value: Tensor, spatial_shapes: Tensor,
+                                       level_shapes: Sequence[Tuple[int, int]],
+                                       sampling_locations: Tensor,
+                                       attention_weights: Tensor) -> Tensor:
+    """:func:`multi_scale_deformable_attn_gather` in standard ONNX ops, for export.
+
+    The same zero-bordered table and corner rows, traced with symbolic level sizes: per corner,
+    one ONNX ``Gather`` of the ``levels x points`` value rows of every (query, head) and one batched
+    ``MatMul`` with their weights (``attention x bilinear``), summed over the four corners. No
+    ``GridSample``, no per-level split of the sampled values, and no custom op.
+
+    Args:
+        value (Tensor): (bs, num_value, num_heads, C).
+        spatial_shapes (Tensor): (num_levels, 2) long ``(h, w)`` (symbolic when traced).
+        level_shapes (list[tuple]): The same sizes read off the maps (for the per-level padding;
+            see :func:`~mmdet_maskdino.models.utils.level_shapes`).
+        sampling_locations (Tensor): (bs, num_queries, num_heads, num_levels, num_points, 2).
+        attention_weights (Tensor): (bs, num_queries, num_heads, num_levels, num_points).
+
+    Returns:
+        Tensor: (bs, num_queries, num_heads * C).
+    """
+    bs, _, heads, channels = value.shape
+    _, num_queries, _, levels, points, _ = sampling_locations.shape
+    # table (bs, heads, padded tokens, C) as rows: a (query, head) reads its head's block
+    padded = [F.pad(v.reshape(bs, h, w, heads * channels), (0, 0, PAD, PAD, PAD, PAD))
+              .reshape(bs, -1, heads, channels)
+              for v, (h, w) in zip(value.split([h * w for h, w in level_shapes], 1),
+                                   level_shapes)]
+    table = torch.cat(padded, 1).transpose(1, 2).reshape(-1, channels)
+    sizes = (spatial_shapes + 2 * PAD).prod(1)
+    num_padded = sizes.sum()
+    base = (sizes.cumsum(0) - sizes).view(levels, 1)  # first padded token of every level
+    h = spatial_shapes[:, 0].view(levels, 1)
+    w = spatial_shapes[:, 1].view(levels, 1)
+    x = sampling_locations[..., 0] * w.to(value.dtype) - 0.5
+    y = sampling_locations[..., 1] * h.to(value.dtype) - 0.5
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = x - x0, y - y0
+    # far-outside corners: clamped into the zero border (both corners stay in it)
+    col = torch.minimum(x0.clamp(min=-PAD).long(), w) + PAD
+    row = torch.minimum(y0.clamp(min=-PAD).long(), h) + PAD
+    padded_w = w + 2 * PAD
+    block = (torch.arange(bs, device=value.device).view(bs, 1, 1, 1, 1) * heads +
+             torch.arange(heads, device=value.device).view(1, 1, heads, 1, 1))
+    first = (block * num_padded + base + row * padded_w + col).view(
+        bs, num_queries, heads, levels * points)
+    down = padded_w.expand(levels, points).reshape(-1)  # the next row, per tap
+    attention = attention_weights.reshape(bs, num_queries, heads, levels * points)
+    wx = (1 - fx).view_as(attention), fx.view_as(attention)
+    wy = (1 - fy).view_as(attention), fy.view_as(attention)
+    out = None
+    for dy in (0, 1):
+        for dx in (0, 1):
+            index = first + dx + down if dy else first + dx
+            rows = table[index]  # (bs, nq, heads, L * P, C)
+            weight = (attention * wy[dy] * wx[dx]).unsqueeze(-2)  # (bs, nq, heads, 1, L * P)
+            part = torch.matmul(weight, rows)
+            out = part if out is None else out + part
+    return out.reshape(bs, num_queries, heads * channels)
