@@ -1,4 +1,6 @@
 """Export to ONNX and inference with ONNX Runtime (``pip install .[deploy]``)."""
 from .onnx import MaskDINOExportModule, ONNXRuntimeMaskDINO, export_onnx
+from .quantize import Int8Report, quantize_int8, weight_products
 
-__all__ = ['MaskDINOExportModule', 'ONNXRuntimeMaskDINO', 'export_onnx']
+__all__ = ['MaskDINOExportModule', 'ONNXRuntimeMaskDINO', 'export_onnx', 'quantize_int8',
+           'Int8Report', 'weight_products']

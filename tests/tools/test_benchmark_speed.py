@@ -28,6 +28,9 @@ def test_bf16_rows_and_lean_selection(bench):
     assert rows[bench.BF16_ROW] == models[bench.RELEASED] + '#bf16' and len(rows) == 4
     lean = bench.with_rows(models, argparse.Namespace(bf16=False, lean=True))
     assert list(lean) == [bench.RELEASED, bench.REFERENCE]
+    onnx_rows = {bench.RELEASED: 'a', bench.ONNX_ROW: 'a@f', bench.INT8_ROW: 'a@g', 'other': 'b'}
+    assert list(bench.with_rows(onnx_rows, argparse.Namespace(bf16=False, lean=True))) == [
+        bench.RELEASED, bench.ONNX_ROW, bench.INT8_ROW]
 
 
 def test_variant_rows_add_options_to_the_released_model(bench):

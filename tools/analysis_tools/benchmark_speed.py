@@ -39,6 +39,7 @@ MODELS_TO_COMPARE = {
 }
 REFERENCE = 'Mask2Former R50 (mmdet)'
 ONNX_ROW = 'Mask DINO R50, ONNX Runtime'
+INT8_ROW = 'Mask DINO R50, ONNX Runtime int8'
 MARK = '@@benchmark '  # prefix of a worker's result lines
 #: activation checkpointing of every encoder and decoder layer (``with_cp``)
 WITH_CP = ('model.panoptic_head.pixel_decoder.encoder.with_cp=True,'
@@ -282,6 +283,8 @@ def main() -> None:
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--no-onnx', action='store_true', help='skip the ONNX Runtime row')
+    parser.add_argument('--int8', action='store_true',
+                        help='add the ONNX Runtime row of the int8 graph (quantize_int8)')
     parser.add_argument('--train-sizes', type=int, nargs='*', default=[512, 1024],
                         help='training image sizes (none: skip training)')
     parser.add_argument('--train-steps', type=int, default=5)
@@ -312,7 +315,13 @@ def main() -> None:
             import tempfile
             onnx_file = export_for_benchmark(MODELS_TO_COMPARE[RELEASED],
                                              osp.join(tempfile.mkdtemp(), 'maskdino_r50.onnx'))
-            specs = {RELEASED: specs[RELEASED], ONNX_ROW: f'{specs[RELEASED]}@{onnx_file}',
+            onnx_rows = {ONNX_ROW: f'{specs[RELEASED]}@{onnx_file}'}
+            if args.int8:
+                from mmdet_maskdino.deployment import quantize_int8
+                int8_file = onnx_file.replace('.onnx', '_int8.onnx')
+                quantize_int8(onnx_file, int8_file)
+                onnx_rows[INT8_ROW] = f'{specs[RELEASED]}@{int8_file}'
+            specs = {RELEASED: specs[RELEASED], **onnx_rows,
                      **{k: v for k, v in specs.items() if k != RELEASED}}
         specs = with_rows(specs, args)
         for size in map(parse_size, args.sizes):
@@ -345,10 +354,10 @@ def with_variants(models: Dict[str, str], variants: List[str]) -> Dict[str, str]
 
 def with_rows(models: Dict[str, str], args: argparse.Namespace) -> Dict[str, str]:
     """``models`` with the bf16 row after the released model (``--bf16``), and only the released
-    model, its bf16 row and Mask2Former with ``--lean``."""
+    model, its bf16 and ONNX Runtime rows and Mask2Former with ``--lean``."""
     out = {}
     for name, spec in models.items():
-        if args.lean and name not in (RELEASED, REFERENCE):
+        if args.lean and name not in (RELEASED, REFERENCE, ONNX_ROW, INT8_ROW):
             continue
         out[name] = spec
         if name == RELEASED and args.bf16:

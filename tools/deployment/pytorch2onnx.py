@@ -9,7 +9,10 @@ model) or ``tools/test.py CONFIG --onnx FILE``.
 Example::
 
     python tools/deployment/pytorch2onnx.py configs/maskdino_r50.py maskdino_r50.pth \\
-        --out maskdino_r50.onnx --verify
+        --out maskdino_r50.onnx --verify [--int8 maskdino_r50_int8.onnx]
+
+``--int8 FILE`` also writes a copy with int8 weights in every ``nn.Linear`` (ONNX Runtime's
+dynamic quantisation; see :mod:`mmdet_maskdino.deployment.quantize` for what stays fp32).
 """
 import argparse
 import logging
@@ -24,7 +27,7 @@ from mmengine.runner import load_checkpoint
 
 import mmdet_maskdino  # noqa: F401
 from mmdet.registry import MODELS
-from mmdet_maskdino.deployment import ONNXRuntimeMaskDINO, export_onnx
+from mmdet_maskdino.deployment import ONNXRuntimeMaskDINO, export_onnx, quantize_int8
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,6 +41,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--verify', action='store_true',
                         help='run the file with ONNX Runtime on two other sizes and report the '
                         'largest difference from PyTorch')
+    parser.add_argument('--int8', metavar='FILE',
+                        help='also write an int8 copy (dynamic quantisation of the weight '
+                        'MatMul / Gemm nodes) to FILE')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args()
 
@@ -79,6 +85,13 @@ def main() -> None:
     print_log(f'wrote {args.out} ({time.perf_counter() - start:.1f} s)', logger='current')
     if args.verify:
         verify(model, cfg, args.out, args.shape)
+    if args.int8:
+        report = quantize_int8(args.out, args.int8)
+        print_log(f'wrote {args.int8}: int8 weights in {len(report.quantised)} MatMul / Gemm '
+                  f'nodes; {len(report.kept_fp32)} products of two activations kept fp32',
+                  logger='current')
+        if args.verify:
+            verify(model, cfg, args.int8, args.shape)
     return 0
 
 
