@@ -80,22 +80,30 @@ def test_demo_model_export_matches_pytorch_at_other_sizes_and_after_postprocessi
         assert (ours.masks != ref.masks).float().mean() < 1e-3
 
 
-def test_export_uses_standard_ops_and_no_grid_sample(tmp_path):
-    """Deformable attention is exported as Gather + MatMul (issue 22): no GridSample, no custom
-    domain, and one Gather per bilinear corner of every deformable attention layer."""
+def test_gather_export_uses_standard_ops_and_matches_pytorch(tmp_path):
+    """``deform_attn='gather'``: deformable attention as Gather + MatMul (no GridSample, no custom
+    domain, a MatMul per bilinear corner of every deformable attention layer), same outputs."""
     import onnx
-    _, model = _build('demo/maskdino_r18_shapes.py')
-    graph = onnx.load(export_onnx(model, str(tmp_path / 'demo.onnx'), shape=(128, 128))).graph
+    cfg, model = _build('demo/maskdino_r18_shapes.py')
+    onnx_file = export_onnx(model, str(tmp_path / 'demo.onnx'), shape=(128, 128),
+                            deform_attn='gather')
+    graph = onnx.load(onnx_file).graph
     ops = [n.op_type for n in graph.node]
     assert 'GridSample' not in ops
     assert {n.domain for n in graph.node} <= {'', 'ai.onnx'}
     msda = sum(isinstance(m, Fp32MultiScaleDeformableAttention) for m in model.modules())
     assert msda > 0 and ops.count('MatMul') >= 4 * msda
+    assert all('export_impl' not in vars(m) for m in model.modules())  # restored
+    _compare_raw(model, ONNXRuntimeMaskDINO.from_config(cfg, onnx_file), [(96, 160)])
+    grid = onnx.load(export_onnx(model, str(tmp_path / 'grid.onnx'), shape=(128, 128))).graph
+    assert [n.op_type for n in grid.node].count('GridSample') == 4 * msda  # one per level
+    with pytest.raises(ValueError, match='deform_attn'):
+        export_onnx(model, str(tmp_path / 'x.onnx'), deform_attn='loop')
 
 
 def test_export_rejects_an_untested_opset(tmp_path):
     _, model = _build('demo/maskdino_r18_shapes.py')
-    with pytest.raises(ValueError, match='opset >= 16'):
+    with pytest.raises(ValueError, match='GridSample'):
         export_onnx(model, str(tmp_path / 'x.onnx'), opset=15)
 
 

@@ -38,6 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--shape', type=int, nargs=2, default=[800, 1344], metavar=('H', 'W'),
                         help='example input size used for tracing (the graph takes any size)')
     parser.add_argument('--opset', type=int, default=17)
+    parser.add_argument('--deform-attn', choices=['grid_sample', 'gather'], default='grid_sample',
+                        help="deformable attention as mmcv's GridSample formulation (default) or "
+                        'as Gather + MatMul per bilinear corner')
     parser.add_argument('--verify', action='store_true',
                         help='run the file with ONNX Runtime on two other sizes and report the '
                         'largest difference from PyTorch')
@@ -81,7 +84,8 @@ def main() -> None:
         load_checkpoint(model, args.checkpoint, map_location='cpu')
     model.eval()
     start = time.perf_counter()
-    export_onnx(model, args.out, shape=tuple(args.shape), opset=args.opset)
+    export_onnx(model, args.out, shape=tuple(args.shape), opset=args.opset,
+                deform_attn=args.deform_attn)
     print_log(f'wrote {args.out} ({time.perf_counter() - start:.1f} s)', logger='current')
     if args.verify:
         verify(model, cfg, args.out, args.shape)

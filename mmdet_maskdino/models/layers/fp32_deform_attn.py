@@ -5,6 +5,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from mmcv.ops import MultiScaleDeformableAttention
+from mmcv.ops.multi_scale_deform_attn import multi_scale_deformable_attn_pytorch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -36,11 +37,14 @@ class Fp32MultiScaleDeformableAttention(MultiScaleDeformableAttention):
     mmcv's forward (its CUDA kernel). On the CPU, where mmcv samples level by level with
     ``grid_sample``, the same projections feed :func:`multi_scale_deformable_attn_gather` (one
     weighted gather over all levels; same numbers up to float rounding). When traced for ONNX
-    export, the same projections feed :func:`multi_scale_deformable_attn_export` (the gather in
-    standard ONNX ops, ``Gather`` + ``MatMul`` per corner) with symbolic level sizes: the exported
-    graph takes any image size.
-    Same parameters and state-dict keys as the parent.
+    export, the same projections feed mmcv's ``grid_sample`` path (``export_impl='grid_sample'``,
+    the default: ONNX ``GridSample``, opset >= 16) or :func:`multi_scale_deformable_attn_export`
+    (``'gather'``: ``Gather`` + ``MatMul`` per bilinear corner), with symbolic level sizes: the
+    exported graph takes any image size. Same parameters and state-dict keys as the parent.
     """
+
+    #: how deformable attention is traced for ONNX export: 'grid_sample' or 'gather'
+    export_impl: str = 'grid_sample'
 
     def forward(self, *args, **kwargs) -> Tensor:
         return fp32_region(self._forward_fp32, *args, **kwargs)
@@ -91,8 +95,12 @@ class Fp32MultiScaleDeformableAttention(MultiScaleDeformableAttention):
             if level_shapes is None:
                 raise ValueError('exporting deformable attention needs level_shapes (the (h, w) '
                                  'of every level read off the feature maps)')
-            sampled = multi_scale_deformable_attn_export(value, spatial_shapes, level_shapes,
-                                                         locations, attention)
+            if self.export_impl == 'gather':
+                sampled = multi_scale_deformable_attn_export(value, spatial_shapes, level_shapes,
+                                                             locations, attention)
+            else:
+                sampled = multi_scale_deformable_attn_pytorch(value, level_shapes, locations,
+                                                              attention)
         else:
             sampled = multi_scale_deformable_attn_gather(value, spatial_shapes,
                                                          level_start_index, locations, attention)
