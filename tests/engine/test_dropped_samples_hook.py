@@ -46,6 +46,10 @@ def test_every_drop_is_counted_logged_and_warned_about(shapes_root, tmp_path, nu
     counts = [int(c) for c in re.findall(r'\(train\).*data/dropped: (\d+)', log)]
     assert counts == sorted(counts) and counts[-1] == len(drops)
     assert log.count('were dropped by the pipeline') == 1  # share > 1%, warned once
+    (scalars,) = glob.glob(os.path.join(str(tmp_path / 'work'), '*', 'vis_data', 'scalars.json'))
+    with open(scalars) as f:  # the visualizer's scalar backend gets the running count too
+        logged = [json.loads(line).get('data/dropped') for line in f if line.strip()]
+    assert logged[-1] == len(drops) and None not in logged
 
 
 def test_no_warning_below_the_threshold(shapes_root, tmp_path):
