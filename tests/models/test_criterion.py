@@ -105,16 +105,35 @@ def _reference_set(criterion, preds, features, targets, indices, num_gt):
     return out
 
 
-def test_points_path_equals_full_mask_path(criterion):
-    """Matching, every loss term and the gradients of every input, under the same random points
-    (same seed, same draws): indices identical, losses rtol 1e-5, gradients atol 1e-5 x max."""
-    gen = torch.Generator().manual_seed(0)
+def _criterion_inputs(seed: int):
+    """3 layer sets, an interm set and 3 DN sets (2 groups of 3) over the two images of
+    :func:`_targets`, with the pixel embedding and the DN queries."""
+    gen = torch.Generator().manual_seed(seed)
     layers, interm, dn_sets = _sets(3, NQ, gen), _sets(1, NQ, gen), _sets(3, 6, gen)
     features = torch.randn(2, DIMS, H // 4, W // 4, generator=gen).requires_grad_()
     targets = _targets()
     dn_gen = MaskDINODnQueryGenerator(num_classes=C, embed_dims=8, num_matching_queries=NQ,
                                       group_cfg=dict(dynamic=True, num_dn_queries=6))
     dn = dn_gen(targets_as_samples(targets))
+    return layers, interm, dn_sets, features, targets, dn
+
+
+def _assert_same_losses_and_gradients(ours, ref, inputs):
+    """Same loss keys, losses within rtol 1e-5, gradients of ``inputs`` within 1e-5 x max."""
+    assert sorted(ours) == sorted(ref)
+    for key in ref:
+        torch.testing.assert_close(ours[key], ref[key], rtol=1e-5, atol=1e-7,
+                                   msg=lambda m: f'{key}: {m}')
+    g_ours = torch.autograd.grad(sum(ours.values()), inputs)
+    g_ref = torch.autograd.grad(sum(ref.values()), inputs)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=0)
+
+
+def test_points_path_equals_full_mask_path(criterion):
+    """Matching, every loss term and the gradients of every input, under the same random points
+    (same seed, same draws): indices identical, losses rtol 1e-5, gradients atol 1e-5 x max."""
+    layers, interm, dn_sets, features, targets, dn = _criterion_inputs(seed=0)
     assert (dn.num_groups, dn.group_size) == (2, 3)
     torch.manual_seed(1)
     ours = criterion(HeadOutputs(features, layers, interm, dn_sets), targets, dn)
@@ -134,16 +153,8 @@ def test_points_path_equals_full_mask_path(criterion):
     for prefix, preds in zip(['dn.d0.', 'dn.d1.', 'dn.'], dn_sets):
         for k, v in _reference_set(criterion, preds, features, targets, dn_indices, 10.0).items():
             ref[prefix + k] = v
-    assert sorted(ours) == sorted(ref)
-    for key in ref:
-        torch.testing.assert_close(ours[key], ref[key], rtol=1e-5, atol=1e-7,
-                                   msg=lambda m: f'{key}: {m}')
-    inputs = [features] + [t for s in (layers, interm, dn_sets)
-                           for t in (s.cls_logits, s.boxes, s.mask_embeds)]
-    g_ours = torch.autograd.grad(sum(ours.values()), inputs)
-    g_ref = torch.autograd.grad(sum(ref.values()), inputs)
-    for a, b in zip(g_ours, g_ref):
-        torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=0)
+    _assert_same_losses_and_gradients(ours, ref, [features] + [
+        t for s in (layers, interm, dn_sets) for t in (s.cls_logits, s.boxes, s.mask_embeds)])
 
 
 _TORCH_RAND = torch.rand
@@ -160,13 +171,7 @@ def _keyed_rand(*size, device=None, **kwargs):
 def test_shared_points_equal_upstream_draws_when_the_draws_agree(criterion, monkeypatch):
     """``share_points`` draws once per step; with a generator whose rows depend on the shape only
     (so upstream's per-set draws give the same points) every loss and gradient is the same."""
-    gen = torch.Generator().manual_seed(3)
-    layers, interm, dn_sets = _sets(3, NQ, gen), _sets(1, NQ, gen), _sets(3, 6, gen)
-    features = torch.randn(2, DIMS, H // 4, W // 4, generator=gen).requires_grad_()
-    targets = _targets()
-    dn_gen = MaskDINODnQueryGenerator(num_classes=C, embed_dims=8, num_matching_queries=NQ,
-                                      group_cfg=dict(dynamic=True, num_dn_queries=6))
-    dn = dn_gen(targets_as_samples(targets))
+    layers, interm, dn_sets, features, targets, dn = _criterion_inputs(seed=3)
     shared = MODELS.build(dict(type='MaskDINOCriterion', num_things_classes=C, num_points=300,
                                **LOSSES))
     draws = []
@@ -184,16 +189,8 @@ def test_shared_points_equal_upstream_draws_when_the_draws_agree(criterion, monk
     # 2 images x (matcher points, loss candidates, loss random points) against, per set, one
     # matcher draw per image (4 matching sets) and 2 loss draws (4 + 3 DN sets)
     assert (shared_draws, len(draws)) == (6, 4 * 2 + 7 * 2)
-    assert sorted(ours) == sorted(ref)
-    for key in ref:
-        torch.testing.assert_close(ours[key], ref[key], rtol=1e-5, atol=1e-7,
-                                   msg=lambda m: f'{key}: {m}')
-    inputs = [features] + [t for s in (layers, interm, dn_sets)
-                           for t in (s.cls_logits, s.boxes, s.mask_embeds)]
-    g_ours = torch.autograd.grad(sum(ours.values()), inputs)
-    g_ref = torch.autograd.grad(sum(ref.values()), inputs)
-    for a, b in zip(g_ours, g_ref):
-        torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=0)
+    _assert_same_losses_and_gradients(ours, ref, [features] + [
+        t for s in (layers, interm, dn_sets) for t in (s.cls_logits, s.boxes, s.mask_embeds)])
 
 
 def test_shared_points_keep_each_sets_own_uncertain_candidates():

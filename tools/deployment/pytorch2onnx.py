@@ -28,6 +28,7 @@ from mmengine.runner import load_checkpoint
 import mmdet_maskdino  # noqa: F401
 from mmdet.registry import MODELS
 from mmdet_maskdino.deployment import ONNXRuntimeMaskDINO, export_onnx, quantize_int8
+from mmdet_maskdino.deployment.onnx import DEFORM_ATTN_IMPLS
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,7 +39,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--shape', type=int, nargs=2, default=[800, 1344], metavar=('H', 'W'),
                         help='example input size used for tracing (the graph takes any size)')
     parser.add_argument('--opset', type=int, default=17)
-    parser.add_argument('--deform-attn', choices=['grid_sample', 'gather'], default='grid_sample',
+    parser.add_argument('--deform-attn', choices=DEFORM_ATTN_IMPLS, default='grid_sample',
                         help="deformable attention as mmcv's GridSample formulation (default) or "
                         'as Gather + MatMul per bilinear corner')
     parser.add_argument('--verify', action='store_true',

@@ -162,11 +162,10 @@ class MaskDINOCriterion(BaseModule):
         """
         if not self.share_points:
             return None, None
-        with torch.no_grad(), torch.autocast(features_hwc.device.type, enabled=False):
-            match_points = [self.matcher.draw_points(features_hwc[b], t) if len(t) else None
-                            for b, t in enumerate(targets)]
-            loss_points = [TargetPoints.draw(t.masks, self.num_points, self.oversample_ratio,
-                                             self.importance_sample_ratio) for t in targets]
+        match_points = [self.matcher.draw_points(features_hwc[b], t) if len(t) else None
+                        for b, t in enumerate(targets)]
+        loss_points = [TargetPoints.draw(t.masks, self.num_points, self.oversample_ratio,
+                                         self.importance_sample_ratio) for t in targets]
         return match_points, loss_points
 
     @staticmethod
@@ -287,8 +286,9 @@ class MaskDINOCriterion(BaseModule):
 
     def _drawn_points(self, pred_masks: Tensor, targets: List[SegTargets],
                       indices: List[Tensor]) -> Tuple[Tensor, Tensor]:
-        """Upstream's draws: fresh points for every pair, and the GT there."""
-        points = uncertain_points(pred_masks.detach(), self.num_points, self.oversample_ratio,
+        """Upstream's draws: fresh points for every pair (``pred_masks`` detached), and the GT
+        there."""
+        points = uncertain_points(pred_masks, self.num_points, self.oversample_ratio,
                                   self.importance_sample_ratio)
         per_image = points.split([idx.size(1) for idx in indices])
         gt_points = torch.cat([sample_masks(t.masks, idx[1], p)

@@ -129,8 +129,18 @@ def most_uncertain(mask_logits: Tensor, candidates: Tensor, num_uncertain: int) 
     Returns:
         Tensor: (m, num_uncertain) long indices into the candidates (unsorted).
     """
-    grid = candidates.mul(2).sub_(1)[:, :, None]  # grid_sample's [-1, 1] frame
-    logits = F.grid_sample(mask_logits[:, None], grid, align_corners=False)[:, 0, :, 0]
+    return _least_certain(_grid_values(mask_logits[:, None], candidates)[:, 0], num_uncertain)
+
+
+def _grid_values(maps: Tensor, points: Tensor) -> Tensor:
+    """``grid_sample`` (bilinear, ``align_corners=False``) of (N, C, h, w) maps at (N, k, 2)
+    normalised (x, y) points -> (N, C, k)."""
+    grid = points.mul(2).sub_(1)[:, :, None]  # grid_sample's [-1, 1] frame
+    return F.grid_sample(maps, grid, align_corners=False)[..., 0]
+
+
+def _least_certain(logits: Tensor, num_uncertain: int) -> Tensor:
+    """(m, k) logits -> (m, num_uncertain) indices of the smallest ``|logit|`` (unsorted)."""
     return logits.abs().topk(num_uncertain, dim=1, largest=False, sorted=False)[1]
 
 
@@ -225,8 +235,7 @@ def shared_uncertain_points(mask_logits: Tensor, shared: List[TargetPoints],
                                 gt_index):
         if index.numel() == 0:
             continue
-        chosen = candidate_logits(logits, s.candidates, index).abs().topk(
-            num_uncertain, dim=1, largest=False, sorted=False)[1]
+        chosen = _least_certain(candidate_logits(logits, s.candidates, index), num_uncertain)
         flat = (index[:, None] * s.candidates.size(1) + chosen).view(-1)  # into (n * k)
         points.append(torch.cat([s.candidates.view(-1, 2).index_select(0, flat)
                                  .view(*chosen.shape, 2), s.extra[index]], 1))
@@ -252,17 +261,14 @@ def candidate_logits(logits: Tensor, candidates: Tensor, index: Tensor) -> Tenso
     n, m = candidates.size(0), index.numel()
     counts = torch.bincount(index, minlength=n)
     groups = m // n if m % n == 0 else 0
-    grid = None
     if groups and bool((counts == groups).all()):  # targets as rows, their pairs as channels
         order = torch.argsort(index, stable=True)
-        grid = candidates.mul(2).sub_(1)[:, :, None]
-        sampled = F.grid_sample(logits[order].view(n, groups, *logits.shape[1:]), grid,
-                                align_corners=False)  # (n, groups, k, 1)
-        out = torch.empty_like(sampled.view(m, -1))
-        out[order] = sampled.view(m, -1)
+        sampled = _grid_values(logits[order].view(n, groups, *logits.shape[1:]),
+                               candidates).reshape(m, -1)  # (n, groups, k) -> target-major
+        out = torch.empty_like(sampled)
+        out[order] = sampled
         return out
-    grid = candidates[index].mul_(2).sub_(1)[:, :, None]
-    return F.grid_sample(logits[:, None], grid, align_corners=False)[:, 0, :, 0]
+    return _grid_values(logits[:, None], candidates[index])[:, 0]
 
 
 @dataclass
