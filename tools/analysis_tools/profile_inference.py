@@ -17,6 +17,7 @@ from collections import defaultdict
 from typing import Dict
 
 import torch
+from mmengine.logging import MMLogger
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
@@ -56,7 +57,7 @@ def main() -> None:
     parser.add_argument('--depth', type=int, default=3, help='module name depth to time')
     parser.add_argument('--top', type=int, default=25, help='ops to list')
     args = parser.parse_args()
-    logging.getLogger('mmengine').setLevel(logging.WARNING)  # init_weights' per-parameter report
+    MMLogger.get_current_instance().setLevel(logging.WARNING)  # init_weights' per-parameter report
     h, w = args.size
     model = build(args.config, 'cpu', max(h, w)).eval()
     batch = make_batch(model, (h, w), 'cpu', training=False)

@@ -26,6 +26,7 @@ import time
 from contextlib import ExitStack
 
 import torch
+from mmengine.logging import MMLogger
 from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, osp.dirname(__file__))
@@ -107,7 +108,7 @@ def main() -> None:
     parser.add_argument('--data-root', default=None,
                         help='generated images (default data/bench_<size>/)')
     args = parser.parse_args()
-    logging.getLogger('mmengine').setLevel(logging.WARNING)
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
     from mmdet_maskdino.benchmarks.speed import crowded_images, training_batch
     torch.manual_seed(0)
     model = build(args.config, 'cpu', args.size).train()

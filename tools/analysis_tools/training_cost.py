@@ -20,6 +20,7 @@ import sys
 from typing import Dict, List
 
 import torch
+from mmengine.logging import MMLogger
 
 sys.path.insert(0, osp.dirname(__file__))
 from benchmark_speed import build  # noqa: E402
@@ -66,7 +67,7 @@ def main() -> None:
                         help='generated images (default data/bench_<size>/)')
     parser.add_argument('--fine', action='store_true', help='also list every group of each model')
     args = parser.parse_args()
-    logging.getLogger('mmengine').setLevel(logging.WARNING)
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
     results = [measure(c, args.size, args.data_root) for c in args.configs]
     names = [osp.basename(c).split('|')[0].replace('.py', '') for c in args.configs]
     two = len(results) == 2
