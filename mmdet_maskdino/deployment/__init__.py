@@ -1,6 +1,6 @@
 """Export to ONNX and inference with ONNX Runtime (``pip install .[deploy]``)."""
 from .onnx import MaskDINOExportModule, ONNXRuntimeMaskDINO, export_onnx
-from .quantize import Int8Report, quantize_int8, weight_products
+from .quantize import Int8Report, calibration_inputs, quantize_int8, weight_products
 
 __all__ = ['MaskDINOExportModule', 'ONNXRuntimeMaskDINO', 'export_onnx', 'quantize_int8',
-           'Int8Report', 'weight_products']
+           'Int8Report', 'weight_products', 'calibration_inputs']

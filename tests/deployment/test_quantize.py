@@ -1,14 +1,15 @@
 """int8 export (issue 22): ONNX Runtime's dynamic quantisation of the weight products only; the
 products of two activations (deformable attention's gather, self-attention, mask logits) stay
 fp32; the int8 graph runs and stays close to the fp32 one."""
+import numpy as np
 import pytest
 import torch
 
 pytest.importorskip('onnxruntime', reason='the deploy extra (pip install .[deploy])')
 onnx = pytest.importorskip('onnx', reason='the deploy extra (pip install .[deploy])')
 
-from mmdet_maskdino.deployment import (ONNXRuntimeMaskDINO, export_onnx,  # noqa: E402
-                                       quantize_int8, weight_products)
+from mmdet_maskdino.deployment import (ONNXRuntimeMaskDINO, calibration_inputs,  # noqa: E402
+                                       export_onnx, quantize_int8, weight_products)
 from mmdet_maskdino.testing import get_repo_config  # noqa: E402
 
 
@@ -32,7 +33,14 @@ def test_int8_quantises_the_weight_products_and_keeps_activation_products(tmp_pa
                             deform_attn=deform_attn)
     report = quantize_int8(fp32_file, str(tmp_path / 'demo_int8.onnx'))
     fp32_graph = onnx.load(fp32_file).graph
-    assert (report.quantised, report.kept_fp32) == weight_products(fp32_graph)
+    # every product of the export is either quantised or kept, and every nn.Linear is quantised,
+    # also those whose weight reaches the product through Identity / Transpose nodes (shared
+    # weights; ONNX Runtime's pre-processing folds them into initializers)
+    products = [n.name for n in fp32_graph.node if n.op_type in ('MatMul', 'Gemm')]
+    assert sorted(report.quantised + report.kept_fp32) == sorted(products)
+    assert set(weight_products(fp32_graph)[0]) <= set(report.quantised)
+    linear = ('_proj/', 'ffn/', 'cls_branch', 'attention_weights/', 'sampling_offsets/')
+    assert not [n for n in report.kept_fp32 if any(part in n for part in linear)]
     assert report.kept_fp32  # the mask logits (query x pixel embedding), at least
     layer0 = 'pixel_decoder/encoder/layers.0/'
     for part in ('self_attn/value_proj/', 'self_attn/output_proj/', 'self_attn/sampling_offsets/',
@@ -53,3 +61,56 @@ def test_int8_quantises_the_weight_products_and_keeps_activation_products(tmp_pa
     for a, b in zip(ours, ref):
         assert a.shape == b.shape and torch.isfinite(a).all()
     assert not torch.equal(ours[1], ref[1])  # really another computation
+
+
+def test_calibration_inputs_are_preprocessed_training_images(shapes_root):
+    cfg, model = _demo()
+    cfg.train_dataloader.dataset.data_root = shapes_root
+    arrays = list(calibration_inputs(cfg, 3, seed=0))
+    assert len(arrays) == 3
+    for a in arrays:  # the test pipeline's size, normalised as the graph's input
+        assert a.shape[:2] == (1, 3) and a.dtype == np.float32
+        assert a.shape[2:] == (128, 128)  # the test pipeline resizes the 64x64 images
+        assert abs(float(a.mean())) < 3 and float(a.std()) > 0.1
+    assert not np.array_equal(arrays[0], arrays[1])  # different images
+    again = list(calibration_inputs(cfg, 3, seed=0))
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, again))  # the seed picks them
+    with pytest.raises(ValueError, match='0 images asked from a training set of'):
+        next(iter(calibration_inputs(cfg, 0)))
+
+
+def test_int8_with_calibration_quantises_every_convolution(tmp_path):
+    cfg, model = _demo()
+    fp32_file = export_onnx(model, str(tmp_path / 'demo.onnx'), shape=(128, 128))
+    gen = np.random.default_rng(0)
+    calibration = [gen.standard_normal((1, 3, 128, 128)).astype(np.float32) for _ in range(3)]
+    report = quantize_int8(fp32_file, str(tmp_path / 'static.onnx'), calibration)
+    fp32_graph = onnx.load(fp32_file).graph
+    convs = [n.name for n in fp32_graph.node if n.op_type == 'Conv']
+    assert sorted(report.convs) == sorted(convs) and len(convs) > 20
+    assert report.calibration_images == 3
+    assert sorted(report.quantised + report.kept_fp32) == sorted(
+        n.name for n in fp32_graph.node if n.op_type in ('MatMul', 'Gemm'))
+    graph = onnx.load(str(tmp_path / 'static.onnx')).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    for node in graph.node:
+        if node.op_type == 'Conv':  # QDQ: data and weight both come out of DequantizeLinear
+            assert [producer[i].op_type for i in node.input[:2]] == ['DequantizeLinear'] * 2
+    assert sum(n.op_type == 'Conv' for n in graph.node) == len(convs)
+    assert any(n.op_type in ('MatMulInteger', 'DynamicQuantizeMatMul') for n in graph.node)
+
+    x = torch.randn(1, 3, 160, 160, generator=torch.Generator().manual_seed(1))
+    ref = ONNXRuntimeMaskDINO.from_config(cfg, fp32_file).forward_raw(x)
+    ours = ONNXRuntimeMaskDINO.from_config(cfg, str(tmp_path / 'static.onnx')).forward_raw(x)
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape and torch.isfinite(a).all()
+    assert not torch.equal(ours[2], ref[2])
+
+
+def test_int8_calibration_errors_name_the_problem(tmp_path):
+    cfg, model = _demo()
+    fp32_file = export_onnx(model, str(tmp_path / 'demo.onnx'), shape=(128, 128))
+    with pytest.raises(ValueError, match=r'calibration input 0: .*\(3, 128, 128\)'):
+        quantize_int8(fp32_file, str(tmp_path / 'bad.onnx'), [np.zeros((3, 128, 128))])
+    with pytest.raises(ValueError, match='calibration set is empty'):
+        quantize_int8(fp32_file, str(tmp_path / 'empty.onnx'), [])

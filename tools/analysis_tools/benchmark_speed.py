@@ -40,6 +40,7 @@ MODELS_TO_COMPARE = {
 REFERENCE = 'Mask2Former R50 (mmdet)'
 ONNX_ROW = 'Mask DINO R50, ONNX Runtime'
 INT8_ROW = 'Mask DINO R50, ONNX Runtime int8'
+INT8_CONV_ROW = 'Mask DINO R50, ONNX Runtime int8 + int8 convolutions'
 MARK = '@@benchmark '  # prefix of a worker's result lines
 #: activation checkpointing of every encoder and decoder layer (``with_cp``)
 WITH_CP = ('model.panoptic_head.pixel_decoder.encoder.with_cp=True,'
@@ -285,6 +286,10 @@ def main() -> None:
     parser.add_argument('--no-onnx', action='store_true', help='skip the ONNX Runtime row')
     parser.add_argument('--int8', action='store_true',
                         help='add the ONNX Runtime row of the int8 graph (quantize_int8)')
+    parser.add_argument('--int8-calib', type=int, default=0, metavar='N',
+                        help='add the ONNX Runtime row of the int8 graph with int8 convolutions '
+                        'too, calibrated on N generated training images (random weights: for '
+                        'speed only)')
     parser.add_argument('--train-sizes', type=int, nargs='*', default=[512, 1024],
                         help='training image sizes (none: skip training)')
     parser.add_argument('--train-steps', type=int, default=5)
@@ -321,6 +326,11 @@ def main() -> None:
                 int8_file = onnx_file.replace('.onnx', '_int8.onnx')
                 quantize_int8(onnx_file, int8_file)
                 onnx_rows[INT8_ROW] = f'{specs[RELEASED]}@{int8_file}'
+            if args.int8_calib:
+                conv_file = onnx_file.replace('.onnx', '_int8_conv.onnx')
+                quantize_int8(onnx_file, conv_file,
+                              bench_calibration(specs[RELEASED], args.int8_calib, args.data_root))
+                onnx_rows[INT8_CONV_ROW] = f'{specs[RELEASED]}@{conv_file}'
             specs = {RELEASED: specs[RELEASED], **onnx_rows,
                      **{k: v for k, v in specs.items() if k != RELEASED}}
         specs = with_rows(specs, args)
@@ -352,12 +362,27 @@ def with_variants(models: Dict[str, str], variants: List[str]) -> Dict[str, str]
     return out
 
 
+def bench_calibration(config: str, num_images: int, data_root: str):
+    """Calibration inputs for the int8 convolutions of the random-weight benchmark graph:
+    ``num_images`` generated 512x512 training images (the training benchmark's split) through the
+    config's test pipeline and data preprocessor."""
+    from mmengine.config import Config
+
+    from mmdet_maskdino.benchmarks.speed import crowded_images
+    from mmdet_maskdino.deployment import calibration_inputs
+    root = f'{data_root}_512/'
+    crowded_images(root, 512)  # generates the split once
+    dataset = dict(type='CocoDataset', data_root=root, ann_file='annotations/instances_train.json',
+                   data_prefix=dict(img='train/'), test_mode=True)
+    return list(calibration_inputs(Config.fromfile(config), num_images, dataset=dataset))
+
+
 def with_rows(models: Dict[str, str], args: argparse.Namespace) -> Dict[str, str]:
     """``models`` with the bf16 row after the released model (``--bf16``), and only the released
     model, its bf16 and ONNX Runtime rows and Mask2Former with ``--lean``."""
     out = {}
     for name, spec in models.items():
-        if args.lean and name not in (RELEASED, REFERENCE, ONNX_ROW, INT8_ROW):
+        if args.lean and name not in (RELEASED, REFERENCE, ONNX_ROW, INT8_ROW, INT8_CONV_ROW):
             continue
         out[name] = spec
         if name == RELEASED and args.bf16:

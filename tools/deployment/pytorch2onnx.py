@@ -27,7 +27,8 @@ from mmengine.runner import load_checkpoint
 
 import mmdet_maskdino  # noqa: F401
 from mmdet.registry import MODELS
-from mmdet_maskdino.deployment import ONNXRuntimeMaskDINO, export_onnx, quantize_int8
+from mmdet_maskdino.deployment import (ONNXRuntimeMaskDINO, calibration_inputs, export_onnx,
+                                       quantize_int8)
 from mmdet_maskdino.deployment.onnx import DEFORM_ATTN_IMPLS
 
 
@@ -48,8 +49,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--int8', metavar='FILE',
                         help='also write an int8 copy (dynamic quantisation of the weight '
                         'MatMul / Gemm nodes) to FILE')
+    parser.add_argument('--calib-images', type=int, default=0, metavar='N',
+                        help='with --int8: also quantise the convolutions statically, with '
+                        'activation ranges from N training images of the config (its test '
+                        'pipeline); 0 (default): convolutions stay fp32')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.calib_images and not args.int8:
+        parser.error('--calib-images calibrates the int8 copy: give --int8 FILE too')
+    if args.calib_images < 0:
+        parser.error(f'--calib-images must be >= 0, got {args.calib_images}')
+    return args
 
 
 def verify(model, cfg, onnx_file: str, shape) -> float:
@@ -91,10 +101,15 @@ def main() -> None:
     if args.verify:
         verify(model, cfg, args.out, args.shape)
     if args.int8:
-        report = quantize_int8(args.out, args.int8)
+        calibration = (calibration_inputs(cfg, args.calib_images) if args.calib_images
+                       else None)
+        report = quantize_int8(args.out, args.int8, calibration)
+        convs = (f'{len(report.convs)} Conv nodes int8 (ranges from '
+                 f'{report.calibration_images} training images)' if report.convs
+                 else 'convolutions fp32')
         print_log(f'wrote {args.int8}: int8 weights in {len(report.quantised)} MatMul / Gemm '
-                  f'nodes; {len(report.kept_fp32)} products of two activations kept fp32',
-                  logger='current')
+                  f'nodes; {len(report.kept_fp32)} products of two activations kept fp32; '
+                  f'{convs}', logger='current')
         if args.verify:
             verify(model, cfg, args.int8, args.shape)
     return 0
