@@ -38,6 +38,29 @@ def train_curve(config: str, work_dir: str, options: Sequence[str], val_interval
             for p in read_curve(work_dir, val_interval, iters, last_run_only=True)]
 
 
+def seconds_per_iter(work_dir: str, skip: int = 20) -> float:
+    """Median training-iteration time of the newest run in ``work_dir``: MMEngine's logged
+    ``time`` (seconds per iteration, averaged over each logging window) of the training records
+    after iteration ``skip`` (warm-up excluded; validation is not an iteration).
+
+    Raises:
+        ValueError: If the run logged no training record after ``skip``.
+    """
+    import json
+    import statistics
+
+    from .zoo import _scalars_files
+    files = _scalars_files(work_dir)
+    times = []
+    for line in open(files[-1]) if files else []:
+        record = json.loads(line)
+        if 'time' in record and 'loss' in record and record.get('iter', 0) > skip:
+            times.append(float(record['time']))
+    if not times:
+        raise ValueError(f'{work_dir}: no training iteration time logged after iteration {skip}')
+    return statistics.median(times)
+
+
 def summarise_seeds(curves: Dict[int, Sequence[CurvePoint]]) -> List[dict]:
     """Mean and sample standard deviation of box / mask AP per iteration over seeds.
 

@@ -10,7 +10,7 @@ onnx = pytest.importorskip('onnx', reason='the deploy extra (pip install .[deplo
 
 from mmdet_maskdino.deployment import (ONNXRuntimeMaskDINO, calibration_inputs,  # noqa: E402
                                        export_onnx, quantize_int8, weight_products)
-from mmdet_maskdino.testing import get_repo_config  # noqa: E402
+from mmdet_maskdino.testing import get_repo_config, run_tool  # noqa: E402
 
 
 def _demo(seed=0):
@@ -114,3 +114,24 @@ def test_int8_calibration_errors_name_the_problem(tmp_path):
         quantize_int8(fp32_file, str(tmp_path / 'bad.onnx'), [np.zeros((3, 128, 128))])
     with pytest.raises(ValueError, match='calibration set is empty'):
         quantize_int8(fp32_file, str(tmp_path / 'empty.onnx'), [])
+
+
+def test_pytorch2onnx_writes_a_calibrated_int8_copy(tmp_path, shapes_root):
+    out, int8 = str(tmp_path / 'demo.onnx'), str(tmp_path / 'demo_int8.onnx')
+    config = 'configs/demo/maskdino_r18_shapes.py'
+    done = run_tool(['tools/deployment/pytorch2onnx.py', config, 'none', '--out', out,
+                     '--shape', '128', '128', '--int8', int8, '--calib-images', '2',
+                     '--cfg-options', f'train_dataloader.dataset.data_root={shapes_root}'])
+    assert done.returncode == 0, done.stderr[-2000:]
+    convs = sum(n.op_type == 'Conv' for n in onnx.load(out).graph.node)
+    assert f'{convs} Conv nodes int8 (ranges from 2 training images)' in done.stdout + done.stderr
+    graph = onnx.load(int8).graph
+    assert sum(n.op_type == 'DequantizeLinear' for n in graph.node) >= 2 * convs
+
+
+def test_pytorch2onnx_refuses_calibration_without_int8(tmp_path):
+    done = run_tool(['tools/deployment/pytorch2onnx.py', 'configs/demo/maskdino_r18_shapes.py',
+                     'none', '--out', str(tmp_path / 'demo.onnx'), '--calib-images', '4'])
+    assert done.returncode == 2
+    assert '--calib-images calibrates the int8 copy: give --int8 FILE too' in done.stderr
+    assert not (tmp_path / 'demo.onnx').exists()

@@ -20,11 +20,13 @@ import argparse
 import json
 import os
 import os.path as osp
+import statistics
 import subprocess
 import sys
 import time
 
-from mmdet_maskdino.benchmarks.learning import shapes_run_options, summarise_seeds, train_curve
+from mmdet_maskdino.benchmarks.learning import (seconds_per_iter, shapes_run_options,
+                                                summarise_seeds, train_curve)
 
 PAIR = {
     'Mask DINO': 'configs/demo/maskdino_r18_shapes.py',
@@ -85,6 +87,7 @@ def main() -> None:
                     str(args.num_val), '--size', '128', '128'], check=True)
     curves = {name: {} for name in pair}
     wall = {name: 0.0 for name in pair}
+    per_iter = {name: [] for name in pair}
     done = _finished_runs(args) if args.reuse else {}
     os.makedirs(args.work_dir, exist_ok=True)
     for seed in args.seeds:  # seeds outermost: an interrupted run still has matched pairs
@@ -100,6 +103,7 @@ def main() -> None:
             start = time.time()
             curves[name][seed] = train_and_read(name, config, work_dir, args, seed)
             wall[name] += time.time() - start
+            per_iter[name].append(seconds_per_iter(work_dir))
             with open(osp.join(args.work_dir, 'curves.json'), 'w') as f:
                 json.dump(dict(curves=curves, wall_s=wall, args=vars(args)), f, indent=1)
 
@@ -120,6 +124,13 @@ def main() -> None:
         print(f'- {n}: ' + ', '.join(f'seed {s} {c[-1][1]:.3f} / {c[-1][2]:.3f}'
                                      for s, c in curves[n].items() if c))
     print('\nwall time: ' + ', '.join(f'{n} {wall[n]:.0f}s' for n in names))
+    trained = [n for n in names if per_iter[n]]
+    if trained:  # runs of this invocation (reused ones have no fresh timing)
+        medians = {n: statistics.median(per_iter[n]) for n in trained}
+        print('seconds per training iteration (median of the logged times after iteration 20, '
+              'median over seeds): ' + ', '.join(f'{n} {medians[n]:.3f}' for n in trained) +
+              (f'; ratio {medians[names[0]] / medians[names[1]]:.2f}x'
+               if len(trained) == 2 else ''))
 
 
 if __name__ == '__main__':

@@ -122,6 +122,27 @@ def export_for_benchmark(config: str, out_file: str) -> str:
     return out_file
 
 
+def quantize_for_benchmark(onnx_file: str, suffix: str, config: str, calib_images: int = 0,
+                           data_root: str = '') -> str:
+    """:func:`quantize_int8` of the benchmark graph in a subprocess (a worker's peak RSS counts its
+    parent's at the time it is started), with ``calib_images`` generated images for the
+    convolutions (0: they stay fp32)."""
+    out_file = onnx_file.replace('.onnx', suffix)
+    subprocess.run([sys.executable, __file__, '--quantize-worker', onnx_file, out_file, config,
+                    '--int8-calib', str(calib_images), '--data-root', data_root], check=True,
+                   stdout=subprocess.DEVNULL)
+    return out_file
+
+
+def quantize_worker(onnx_file: str, out_file: str, config: str, calib_images: int,
+                    data_root: str) -> None:
+    """Subprocess body of :func:`quantize_for_benchmark`."""
+    from mmdet_maskdino.deployment import quantize_int8
+    calibration = (bench_calibration(config, calib_images, data_root) if calib_images
+                   else None)
+    quantize_int8(onnx_file, out_file, calibration)
+
+
 def infer_worker(spec: str, size: Tuple[int, int], device: str) -> None:
     """Subprocess body: build the model (``spec`` = config, or ``config@onnx_file`` for ONNX
     Runtime), then one timed ``predict`` per ``step`` line; ``stop`` prints the peak memory."""
@@ -308,7 +329,10 @@ def main() -> None:
     parser.add_argument('--size', help=argparse.SUPPRESS)  # a worker's size
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     parser.add_argument('--infer-worker', help=argparse.SUPPRESS)
+    parser.add_argument('--quantize-worker', nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quantize_worker:
+        return quantize_worker(*args.quantize_worker, args.int8_calib, args.data_root)
     if args.worker:
         return train_worker(args.worker, int(args.size), args.device, args.data_root)
     if args.infer_worker:
@@ -322,14 +346,11 @@ def main() -> None:
                                              osp.join(tempfile.mkdtemp(), 'maskdino_r50.onnx'))
             onnx_rows = {ONNX_ROW: f'{specs[RELEASED]}@{onnx_file}'}
             if args.int8:
-                from mmdet_maskdino.deployment import quantize_int8
-                int8_file = onnx_file.replace('.onnx', '_int8.onnx')
-                quantize_int8(onnx_file, int8_file)
+                int8_file = quantize_for_benchmark(onnx_file, '_int8.onnx', specs[RELEASED])
                 onnx_rows[INT8_ROW] = f'{specs[RELEASED]}@{int8_file}'
             if args.int8_calib:
-                conv_file = onnx_file.replace('.onnx', '_int8_conv.onnx')
-                quantize_int8(onnx_file, conv_file,
-                              bench_calibration(specs[RELEASED], args.int8_calib, args.data_root))
+                conv_file = quantize_for_benchmark(onnx_file, '_int8_conv.onnx', specs[RELEASED],
+                                                   args.int8_calib, args.data_root)
                 onnx_rows[INT8_CONV_ROW] = f'{specs[RELEASED]}@{conv_file}'
             specs = {RELEASED: specs[RELEASED], **onnx_rows,
                      **{k: v for k, v in specs.items() if k != RELEASED}}

@@ -9,10 +9,12 @@ model) or ``tools/test.py CONFIG --onnx FILE``.
 Example::
 
     python tools/deployment/pytorch2onnx.py configs/maskdino_r50.py maskdino_r50.pth \\
-        --out maskdino_r50.onnx --verify [--int8 maskdino_r50_int8.onnx]
+        --out maskdino_r50.onnx --verify [--int8 maskdino_r50_int8.onnx [--calib-images 16]]
 
 ``--int8 FILE`` also writes a copy with int8 weights in every ``nn.Linear`` (ONNX Runtime's
-dynamic quantisation; see :mod:`mmdet_maskdino.deployment.quantize` for what stays fp32).
+dynamic quantisation); with ``--calib-images N`` its convolutions are int8 too (static
+quantisation, activation ranges from N images of the config's training set). See
+:mod:`mmdet_maskdino.deployment.quantize` for what stays fp32.
 """
 import argparse
 import logging
