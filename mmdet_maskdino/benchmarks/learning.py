@@ -52,10 +52,12 @@ def seconds_per_iter(work_dir: str, skip: int = 20) -> float:
     from .zoo import _scalars_files
     files = _scalars_files(work_dir)
     times = []
-    for line in open(files[-1]) if files else []:
-        record = json.loads(line)
-        if 'time' in record and 'loss' in record and record.get('iter', 0) > skip:
-            times.append(float(record['time']))
+    if files:
+        with open(files[-1]) as f:
+            for line in f:
+                record = json.loads(line)
+                if 'time' in record and 'loss' in record and record.get('iter', 0) > skip:
+                    times.append(float(record['time']))
     if not times:
         raise ValueError(f'{work_dir}: no training iteration time logged after iteration {skip}')
     return statistics.median(times)

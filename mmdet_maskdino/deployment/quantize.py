@@ -99,48 +99,43 @@ def quantize_int8(onnx_file: str, out_file: str,
             first = next(arrays, None)
             if first is None:
                 raise ValueError('quantize_int8: the calibration set is empty')
-            reader = _Calibration(input_name, itertools.chain([first], arrays))
-            _quantize_convs(source, osp.join(tmp, 'conv_int8.onnx'), reader, convs)
+            used = _quantize_convs(source, osp.join(tmp, 'conv_int8.onnx'), input_name,
+                                   itertools.chain([first], arrays), convs)
             source = osp.join(tmp, 'conv_int8.onnx')
-            used = reader.count
         quantize_dynamic(source, out_file, op_types_to_quantize=list(QUANTISED_OPS),
                          nodes_to_exclude=others, per_channel=True, weight_type=QuantType.QInt8)
     return Int8Report(quantised=with_weights, kept_fp32=others,
                       convs=convs if calibration is not None else [], calibration_images=used)
 
 
-class _Calibration:
-    """``CalibrationDataReader`` protocol over an iterable of input arrays."""
-
-    def __init__(self, input_name: str, arrays: Iterable[np.ndarray]):
-        self.input_name, self.arrays, self.count = input_name, iter(arrays), 0
-
-    def get_next(self) -> Optional[dict]:
-        array = next(self.arrays, None)
-        if array is None:
-            return None
-        array = np.asarray(array, dtype=np.float32)
-        if array.ndim != 4 or array.shape[:2] != (1, 3):
-            raise ValueError(f'calibration input {self.count}: expected a (1, 3, H, W) array, '
-                             f'got shape {array.shape}')
-        self.count += 1
-        return {self.input_name: array}
-
-
-def _quantize_convs(onnx_file: str, out_file: str, reader: _Calibration,
-                    convs: Sequence[str]) -> None:
-    """Static QDQ quantisation of the ``convs`` nodes (activation ranges: min / max)."""
+def _quantize_convs(onnx_file: str, out_file: str, input_name: str,
+                    arrays: Iterable[np.ndarray], convs: Sequence[str]) -> int:
+    """Static QDQ quantisation of the ``convs`` nodes (activation ranges: min / max over
+    ``arrays``, each a ``(1, 3, H, W)`` graph input). Returns how many arrays were read."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
 
     class Reader(CalibrationDataReader):
-        def get_next(self):
-            return reader.get_next()
+        count = 0
 
-    quantize_static(onnx_file, out_file, Reader(), quant_format=QuantFormat.QDQ,
+        def get_next(self) -> Optional[dict]:
+            array = next(arrays, None)
+            if array is None:
+                return None
+            array = np.asarray(array, dtype=np.float32)
+            if array.ndim != 4 or array.shape[:2] != (1, 3):
+                raise ValueError(f'calibration input {self.count}: expected a (1, 3, H, W) '
+                                 f'array, got shape {array.shape}')
+            self.count += 1
+            return {input_name: array}
+
+    arrays = iter(arrays)
+    reader = Reader()
+    quantize_static(onnx_file, out_file, reader, quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=['Conv'], nodes_to_quantize=list(convs),
                     per_channel=True, activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+    return reader.count
 
 
 def calibration_inputs(cfg, num_images: int, seed: int = 0,

@@ -35,7 +35,7 @@ ORDER = ('backbone', 'neck', 'pixel decoder (other)', 'encoder', 'decoder and he
 
 def measure(config: str, size: int, data_root: str) -> Dict[str, object]:
     """Counts of one config: the coarse-grouped :class:`StepCost`, the fine one, and the peak
-    / final live tensor bytes of a step."""
+    live tensor bytes of a step."""
     from mmdet_maskdino.benchmarks.speed import crowded_images, training_batch
     torch.manual_seed(0)
     model = build(config, 'cpu', size).train()
@@ -49,10 +49,10 @@ def measure(config: str, size: int, data_root: str) -> Dict[str, object]:
     loss().backward()  # warm-up
     model.zero_grad(set_to_none=True)
     fine = count_step(model, loss)
-    peak, final = peak_live_bytes(lambda: loss().backward())
+    peak, _ = peak_live_bytes(lambda: loss().backward())
     model.zero_grad(set_to_none=True)
     return dict(fine=fine, coarse=merged(fine, {g: coarse_group(g) for g in fine.forward_flop}),
-                peak=peak, final=final, objects=[len(i.labels) for i in images])
+                peak=peak, objects=[len(i.labels) for i in images])
 
 
 def ratio(a: float, b: float) -> str:
